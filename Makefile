@@ -1,0 +1,39 @@
+# textgen: the two set-up commands are `make demo` (the main job) and `make test`.
+#
+# Torch is installed before the project so that pip keeps it: by default the CPU build
+# `torch==2.13.0` (on the team's machines it installs from local disk in seconds). Bring your
+# own torch instead with e.g. `make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"`
+# or by installing it into .venv first; the project itself only asks for torch>=2.10.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.textgen-installed
+
+.PHONY: install demo test lint bench-prepare clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/textgen prepare
+
+test: install
+	$(BIN)/python -m pytest tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-prepare: install
+	$(BIN)/python benchmarks/prepare.py
+
+clean:
+	rm -rf $(VENV) data/prepared .pytest_cache .ruff_cache

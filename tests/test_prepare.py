@@ -1,0 +1,185 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from textgen.corpus import CorpusError
+from textgen.data import PreparedCorpus
+from textgen.prepare import PrepareConfig, prepare
+
+
+def _prep(tmp_path, sources, name="out", **kw):
+    return prepare(
+        PrepareConfig(sources=[str(s) for s in sources], out=str(tmp_path / name), **kw),
+        progress=False,
+    )
+
+
+def test_real_slice_prepares_to_contiguous_splits(tmp_path, pfr_slice):
+    meta = _prep(tmp_path, [pfr_slice])
+    data = PreparedCorpus.open(tmp_path / "out")
+    assert meta["split_mode"] == "contiguous" and meta["level"] == "char"
+    assert meta["sources"][0]["format"] == "pfr" and len(meta["sources"][0]["sha256"]) == 64
+    splits = {s: data.split(s) for s in ("train", "val", "test")}
+    assert all(a.dtype == np.uint16 for a in splits.values())
+    total = sum(len(a) for a in splits.values())
+    assert 0.85 < len(splits["train"]) / total < 0.91
+    assert 0.04 < len(splits["test"]) / total < 0.07
+    nl = data.vocab.id("\n")
+    # each split ends at a paragraph end, and together they are the whole text in order
+    assert all(a[-1] == nl for a in splits.values())
+    text = "".join(data.vocab.tokens[i] for a in splits.values() for i in a)
+    assert text.startswith("迈向充满希望的新世纪——一九九八年新年讲话（附图片1张）\n")
+    assert meta["splits"]["train"]["unk_rate"] == 0
+    vocab_json = json.loads((tmp_path / "out" / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab_json["tokens"][0] == "<unk>" and "\n" in vocab_json["tokens"]
+    assert "的" in (tmp_path / "out" / "vocab.json").read_text(
+        encoding="utf-8"
+    )  # raw, not \\u escapes
+
+
+def _make_docs(tmp_path, n=12):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"doc{i:02d}.txt").write_text(
+            f"第{i}篇文章。" * (20 + i) + "\n结尾。\n", encoding="utf-8"
+        )
+    return folder
+
+
+def test_document_splits_are_disjoint_and_reproducible(tmp_path):
+    folder = _make_docs(tmp_path)
+    a = _prep(tmp_path, [folder], "a", seed=7, val_fraction=0.1, test_fraction=0.1)
+    _prep(tmp_path, [folder], "b", seed=7, val_fraction=0.1, test_fraction=0.1)
+    c = _prep(tmp_path, [folder], "c", seed=8, val_fraction=0.1, test_fraction=0.1)
+    assert a["split_mode"] == "documents"
+    for name in ("train", "val", "test"):
+        assert (tmp_path / "a" / f"{name}.bin").read_bytes() == (
+            tmp_path / "b" / f"{name}.bin"
+        ).read_bytes()
+    data = PreparedCorpus.open(tmp_path / "a")
+
+    def doc_numbers(split):
+        text = "".join(data.vocab.tokens[i] for i in data.split(split))
+        return {int(part.split("篇")[0]) for part in text.split("第")[1:]}
+
+    docs = {s: doc_numbers(s) for s in ("train", "val", "test")}
+    assert docs["train"] and docs["val"] and docs["test"]
+    assert not (docs["train"] & docs["val"]) and not (docs["train"] & docs["test"])
+    assert not (docs["val"] & docs["test"])
+    assert set().union(*docs.values()) == set(range(12))
+    assert (
+        a["splits"] != c["splits"]
+        or (tmp_path / "a" / "val.bin").read_bytes() != (tmp_path / "c" / "val.bin").read_bytes()
+    )
+
+
+def test_one_file_of_identical_lines_prepares(tmp_path):
+    f = tmp_path / "same.txt"
+    f.write_text("同一句话。\n" * 200, encoding="utf-8")
+    meta = _prep(tmp_path, [f])
+    assert all(meta["splits"][s]["tokens"] > 0 for s in ("train", "val", "test"))
+
+
+def test_gbk_corpus_and_fullwidth_digits(tmp_path):
+    f = tmp_path / "gbk.txt"
+    f.write_bytes(("１９９８年，新年。\n1998年，旧年。\n" * 50).encode("gbk"))
+    meta = _prep(tmp_path, [f])
+    assert meta["sources"][0]["encoding"] == "gb18030"
+    data = PreparedCorpus.open(tmp_path / "out")
+    assert "１" not in data.vocab and "1" in data.vocab and "，" in data.vocab
+
+
+def test_word_level_jieba_and_gold(tmp_path, pfr_slice):
+    meta = _prep(tmp_path, [pfr_slice], "w", level="word")
+    data = PreparedCorpus.open(tmp_path / "w")
+    assert meta["level"] == "word" and data.vocab.level == "word"
+    assert "中国" in data.vocab and "\n" in data.vocab
+    gold = _prep(tmp_path, [pfr_slice], "g", level="word", segmenter="gold")
+    assert gold["segmenter"] == "gold" and "江泽民" not in PreparedCorpus.open(tmp_path / "g").vocab
+    with pytest.raises(ValueError, match="needs PFR-tagged sources"):
+        f = tmp_path / "plain.txt"
+        f.write_text("普通文本，不是标注语料。\n" * 10, encoding="utf-8")
+        _prep(tmp_path, [f], "x", level="word", segmenter="gold")
+
+
+def test_max_vocab_gives_unknowns_and_coverage(tmp_path, pfr_slice):
+    meta = _prep(tmp_path, [pfr_slice], max_vocab=100)
+    assert meta["vocab_size"] == 100
+    assert 0.3 < meta["coverage"] < 1
+    assert meta["splits"]["val"]["unk_rate"] > 0
+
+
+def test_failure_leaves_nothing_behind(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("好的文本。\n" * 10, encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00binary")
+    out = tmp_path / "out"
+    with pytest.raises(CorpusError, match="bad.txt"):
+        _prep(tmp_path, [good, bad])
+    assert not out.exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"good.txt", "bad.txt"}
+
+
+def test_too_small_corpus_is_refused_cleanly(tmp_path):
+    f = tmp_path / "tiny.txt"
+    f.write_text("一行。", encoding="utf-8")
+    with pytest.raises(CorpusError, match="too small to split"):
+        _prep(tmp_path, [f])
+    assert {p.name for p in tmp_path.iterdir()} == {"tiny.txt"}
+
+
+def test_config_errors_name_the_value():
+    with pytest.raises(ValueError, match="val_fraction must be in \\(0, 0.5\\), got 0.7"):
+        PrepareConfig(val_fraction=0.7)
+    with pytest.raises(ValueError, match="level must be one of char, word, got 'byte'"):
+        PrepareConfig(level="byte")
+
+
+def test_cli_prepare_and_errors(tmp_path, pfr_slice):
+    out = tmp_path / "cli"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "prepare",
+            "--source",
+            str(pfr_slice),
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "train" in run.stdout and "vocabulary" in run.stdout
+    meta = json.loads(run.stdout.strip().splitlines()[-1])
+    assert meta["vocab_size"] == PreparedCorpus.open(out).meta["vocab_size"]
+    bad = tmp_path / "bin.txt"
+    bad.write_bytes(b"\x00\x00")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "prepare",
+            "--source",
+            str(bad),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "bin.txt: binary data (NUL byte at byte offset 0)" in run.stderr
+    assert "Traceback" not in run.stderr

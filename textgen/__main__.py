@@ -1,0 +1,6 @@
+"""`python -m textgen` runs the command-line interface."""
+
+from textgen.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""`textgen prepare`: corpus files -> vocabulary + encoded train/val/test token streams.
+
+Two streaming passes over the sources keep memory bounded whatever the corpus size:
+pass 1 checks and counts tokens (building the vocabulary), pass 2 encodes and writes.
+Output goes to a temporary folder beside ``out`` that replaces it only when complete, so a
+failure or a kill never leaves a half-written corpus behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from textgen import __version__, corpus
+from textgen.normalize import describe as describe_normalization
+from textgen.tokenizer import LEVELS, Vocab, jieba_words, make_tokenizer
+
+SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareConfig:
+    """What to prepare and how. Validation errors name the field and the value."""
+
+    sources: list[str] = field(default_factory=list)  # empty: the default corpus
+    out: str | None = None  # default: data/prepared/<name>
+    level: str = "char"
+    segmenter: str = "jieba"  # word level: "jieba", or "gold" for PFR-tagged sources
+    encoding: str | None = None  # None: detect (UTF-8, UTF-8 with BOM, GB18030/GBK)
+    format: str = "auto"  # "auto" | "text" | "pfr"
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    seed: int = 1234
+    min_freq: int = 1
+    max_vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.segmenter not in ("jieba", "gold"):
+            raise ValueError(f"segmenter must be 'jieba' or 'gold', got {self.segmenter!r}")
+        if self.format not in corpus.FORMATS:
+            raise ValueError(
+                f"format must be one of {', '.join(corpus.FORMATS)}, got {self.format!r}"
+            )
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 < value < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {value}")
+        if self.min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {self.min_freq}")
+        if self.max_vocab is not None and self.max_vocab < 2:
+            raise ValueError(f"max_vocab must be >= 2, got {self.max_vocab}")
+
+    def default_name(self) -> str:
+        base = Path(self.sources[0]).stem if self.sources else "pd1998"
+        return base if self.level == "char" else f"{base}-{self.level}"
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> dict:
+    """Prepare a corpus; returns the meta dict also written to ``<out>/meta.json``."""
+    started = time.perf_counter()
+    out = Path(cfg.out) if cfg.out else Path("data/prepared") / cfg.default_name()
+    sources = _inspect_sources(cfg)
+    total_bytes = sum(s.bytes for s in sources)
+
+    counts, doc_tokens = _count(sources, cfg, _bar(total_bytes, "count ", progress))
+    vocab = Vocab.build(counts, cfg.level, cfg.min_freq, cfg.max_vocab)
+    total = sum(doc_tokens)
+    if total == 0:
+        raise corpus.CorpusError("the corpus holds no text after normalisation")
+    assignment = _assign_documents(doc_tokens, cfg)
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        writer = _SplitWriter(tmp, vocab, total, cfg, assignment)
+        bar = _bar(total_bytes, "encode", progress)
+        for i, src in enumerate(sources):
+            for tokens, nbytes in _token_blocks(src, cfg):
+                writer.write(i, tokens)
+                bar.update(nbytes)
+        bar.close()
+        writer.close()
+        meta = _meta(cfg, out, sources, vocab, counts, writer, assignment, started)
+        _write_json(tmp / "vocab.json", vocab.to_dict())
+        _write_json(tmp / "meta.json", meta)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _inspect_sources(cfg: PrepareConfig) -> list[corpus.Source]:
+    if cfg.sources:
+        paths = corpus.find_files([Path(s) for s in cfg.sources])
+        fmt = cfg.format
+    else:
+        paths, fmt = [corpus.default_corpus_path()], "pfr"
+    sources = [corpus.inspect(p, cfg.encoding, fmt) for p in paths]
+    if cfg.level == "word" and cfg.segmenter == "gold":
+        not_pfr = [str(s.path) for s in sources if s.format != "pfr"]
+        if not_pfr:
+            raise ValueError(
+                f"segmenter 'gold' needs PFR-tagged sources; not PFR: {', '.join(not_pfr)}"
+            )
+    return sources
+
+
+def _bar(total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled, leave=False)
+
+
+def _token_blocks(src: corpus.Source, cfg: PrepareConfig) -> Iterator[tuple[str | list[str], int]]:
+    """Blocks of tokens: a str (each character a token) or a list of words."""
+    if cfg.level == "char":
+        yield from corpus.iter_blocks(src)
+    elif cfg.segmenter == "gold":
+        yield from corpus.iter_gold_word_blocks(src)
+    else:
+        for text, nbytes in corpus.iter_blocks(src):
+            yield jieba_words(text), nbytes
+
+
+def _count(
+    sources: list[corpus.Source], cfg: PrepareConfig, bar: tqdm
+) -> tuple[Counter, list[int]]:
+    """Pass 1: token counts over all sources, and the number of tokens of each source."""
+    char_counts = np.zeros(0x110000, dtype=np.int64)  # one counter per code point
+    word_counts: Counter = Counter()
+    doc_tokens = []
+    for src in sources:
+        n = 0
+        for tokens, nbytes in _token_blocks(src, cfg):
+            if isinstance(tokens, str):
+                cps = np.frombuffer(tokens.encode("utf-32-le"), dtype=np.uint32)
+                char_counts += np.bincount(cps, minlength=0x110000)
+            else:
+                word_counts.update(tokens)
+            n += len(tokens)
+            bar.update(nbytes)
+        doc_tokens.append(n)
+    bar.close()
+    if cfg.level == "char":
+        nz = np.flatnonzero(char_counts)
+        word_counts = Counter({chr(cp): int(char_counts[cp]) for cp in nz})
+    return word_counts, doc_tokens
+
+
+def _assign_documents(doc_tokens: list[int], cfg: PrepareConfig) -> list[str] | None:
+    """Which split each source file goes to, or None for contiguous blocks of one stream.
+
+    With three or more files each file is a document and whole documents are shuffled (with
+    the seed) into test, then val, until each holds its share of tokens. With fewer files
+    the token stream is cut into contiguous blocks (train, then val, then test at the end).
+    """
+    nonempty = [i for i, n in enumerate(doc_tokens) if n > 0]
+    if len(nonempty) < 3:
+        return None
+    order = np.random.default_rng(cfg.seed).permutation(nonempty)
+    total = sum(doc_tokens)
+    assignment = ["train"] * len(doc_tokens)
+    k = 0
+    for split, frac in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
+        got = 0
+        while k < len(order) - 1 and (got == 0 or got < frac * total):
+            assignment[order[k]] = split
+            got += doc_tokens[order[k]]
+            k += 1
+    if "val" not in assignment or "train" not in [assignment[i] for i in nonempty]:
+        return None  # too few documents for the fractions: fall back to contiguous blocks
+    return assignment
+
+
+class _SplitWriter:
+    """Pass 2: appends encoded ids to train/val/test.bin and counts tokens and unknowns."""
+
+    def __init__(
+        self, folder: Path, vocab: Vocab, total: int, cfg: PrepareConfig, assignment
+    ) -> None:
+        self.tokenizer = make_tokenizer(vocab)
+        self.vocab = vocab
+        self.assignment = assignment
+        # closed (and fsynced) in close(); the folder is deleted whole on failure
+        self.files = {s: open(folder / f"{s}.bin", "wb") for s in SPLITS}  # noqa: SIM115
+        self.tokens = dict.fromkeys(SPLITS, 0)
+        self.unknown = dict.fromkeys(SPLITS, 0)
+        self.docs = dict.fromkeys(SPLITS, 0)
+        # contiguous mode: the token positions where val and test begin (moved to a line end)
+        train_share = 1 - cfg.val_fraction - cfg.test_fraction
+        self.bounds = [int(total * train_share), int(total * (1 - cfg.test_fraction))]
+        self.pos = 0
+        self.newline = vocab.id("\n")
+        self.last_doc = -1
+
+    def _encode(self, tokens: str | list[str]) -> np.ndarray:
+        if isinstance(tokens, str):
+            return self.tokenizer.encode(tokens)
+        get = self.vocab.id
+        return np.fromiter((get(t) for t in tokens), dtype=self.vocab.dtype, count=len(tokens))
+
+    def write(self, doc: int, tokens: str | list[str]) -> None:
+        ids = self._encode(tokens)
+        if self.assignment is not None:
+            self._emit(self.assignment[doc], ids, new_doc=doc != self.last_doc)
+            self.last_doc = doc
+            return
+        while len(ids):
+            split_index = sum(self.pos >= b for b in self.bounds)
+            split = SPLITS[split_index]
+            cut = len(ids)
+            if split_index < 2 and self.pos + len(ids) > self.bounds[split_index]:
+                start = self.bounds[split_index] - self.pos
+                nl = np.flatnonzero(ids[start:] == self.newline)
+                cut = start + int(nl[0]) + 1 if len(nl) else len(ids)
+                if cut == len(ids):
+                    self.bounds[split_index] = self.pos + cut  # no line end here: move the bound
+            self._emit(split, ids[:cut], new_doc=self.tokens[split] == 0)
+            self.pos += cut
+            ids = ids[cut:]
+
+    def _emit(self, split: str, ids: np.ndarray, new_doc: bool) -> None:
+        self.files[split].write(ids.tobytes())
+        self.tokens[split] += len(ids)
+        self.unknown[split] += int(np.count_nonzero(ids == 0))
+        self.docs[split] += int(new_doc)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        empty = [s for s in SPLITS if self.tokens[s] == 0]
+        if empty:
+            raise corpus.CorpusError(
+                f"corpus too small to split: {', '.join(empty)} would be empty "
+                f"({sum(self.tokens.values())} tokens in all); add text or change the fractions"
+            )
+
+
+def _meta(cfg, out, sources, vocab, counts, writer, assignment, started) -> dict:
+    train_total = writer.tokens["train"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "textgen_version": __version__,
+        "name": out.name,
+        "level": vocab.level,
+        "segmenter": cfg.segmenter if vocab.level == "word" else None,
+        "sources": [s.to_dict() for s in sources],
+        "normalization": describe_normalization(),
+        "split_mode": "contiguous" if assignment is None else "documents",
+        "vocab_size": len(vocab),
+        "dtype": vocab.dtype.name,
+        "byteorder": "little",
+        "distinct_tokens": len(counts),
+        "splits": {
+            s: {
+                "tokens": writer.tokens[s],
+                "documents": writer.docs[s],
+                "unknown": writer.unknown[s],
+                "unk_rate": writer.unknown[s] / max(writer.tokens[s], 1),
+            }
+            for s in SPLITS
+        },
+        "coverage": 1 - writer.unknown["train"] / max(train_total, 1),
+        "config": asdict(cfg),
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _write_json(path: Path, obj: object) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an older version is removed only afterwards."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
