@@ -27,3 +27,38 @@ def pfr_slice(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "slice.txt"
     path.write_text("".join(corpus_lines(400)), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, pfr_slice) -> Path:
+    """The real slice prepared at character level (about 36k train tokens)."""
+    from textgen.prepare import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "slice"
+    prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(out)), progress=False)
+    return out
+
+
+def tiny_model(data: Path, **kw):
+    from textgen.data import PreparedCorpus
+    from textgen.model import ModelConfig
+
+    args = {"embed_dim": 8, "hidden_size": 16, "num_layers": 1, "dropout": 0.1, **kw}
+    return ModelConfig(vocab_size=len(PreparedCorpus.open(data).vocab), **args)
+
+
+def tiny_train(**kw):
+    from textgen.train import TrainConfig
+
+    args = {
+        "batch_size": 4,
+        "seq_len": 16,
+        "max_steps": 30,
+        "eval_every": 10,
+        "save_every": 10,
+        "warmup_steps": 2,
+        "progress": False,
+        "threads": 1,
+        **kw,
+    }
+    return TrainConfig(**args)

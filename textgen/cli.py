@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 from textgen import __version__
 
@@ -122,7 +123,223 @@ def _prepare_summary(meta: dict) -> str:
     return "\n".join(rows)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_prepare]
+MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
+    "--cell": ("cell", str, "lstm | gru | rnn (plain tanh RNN, the baseline)"),
+    "--embed-dim": ("embed_dim", int, "embedding size"),
+    "--hidden-size": ("hidden_size", int, "recurrent hidden size"),
+    "--layers": ("num_layers", int, "recurrent layers"),
+    "--dropout": ("dropout", float, "dropout on embeddings, between layers and on outputs"),
+    "--softmax": ("softmax", str, "full | adaptive (faster for a ~5k vocabulary)"),
+    "--forget-bias": ("forget_bias", float, "LSTM forget-gate bias at initialisation"),
+}
+TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
+    "--batch-size": ("batch_size", int, "parallel streams per step"),
+    "--seq-len": ("seq_len", int, "truncated BPTT length"),
+    "--lr": ("lr", float, "peak learning rate (AdamW)"),
+    "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
+    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
+    "--schedule": ("schedule", str, "cosine | linear | constant decay after warm-up"),
+    "--clip": ("clip", float, "max global gradient norm; 0 turns clipping off"),
+    "--max-steps": ("max_steps", int, "stop after this many steps"),
+    "--max-minutes": ("max_minutes", float, "stop after this many minutes (0: no limit)"),
+    "--eval-every": ("eval_every", int, "validation BPC every N steps"),
+    "--save-every": ("save_every", int, "write last.pt every N steps"),
+    "--patience": ("patience", int, "stop after N evaluations without improvement (0: off)"),
+    "--max-bad-steps": ("max_bad_steps", int, "non-finite steps in a row before stopping"),
+    "--seed": ("seed", int, "seed for initialisation and dropout"),
+    "--precision": (
+        "precision",
+        str,
+        "auto | fp32 | bf16 | fp16 (auto: bf16 where the CPU has it, AMP on CUDA)",
+    ),
+    "--device": ("device", str, "auto | cpu | cuda[:N]"),
+    "--threads": ("threads", int, "torch CPU threads (0: default)"),
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an LSTM/GRU/RNN language model",
+        description=(
+            "Train a character language model with stateful truncated BPTT and gradient "
+            "clipping. Writes last.pt, best.pt, metrics.jsonl (loss, grad_norm, clipped, "
+            "val_bpc), config.json and curves.png into --out. Settings come from --config "
+            "(TOML with [model] and [train] tables) and flags; flags win."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  textgen train --data data/prepared/pd1998 --out runs/lstm --max-minutes 10\n"
+            "  textgen train --data data/prepared/pd1998 --out runs/lstm --resume\n"
+            "  torchrun --nproc_per_node=2 -m textgen train --data ... --out runs/ddp\n"
+        ),
+    )
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="a folder written by `textgen prepare`"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder for checkpoints and metrics"
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="settings file; flags override it")
+    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
+    for flag, (_, typ, help_text) in {**MODEL_FLAGS, **TRAIN_FLAGS}.items():
+        p.add_argument(flag, type=typ, help=help_text)
+    p.add_argument(
+        "--tie-weights", action="store_true", default=None, help="share embedding and decoder"
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
+    model: dict = {}
+    train: dict = {}
+    if args.config:
+        import tomllib
+
+        with open(args.config, "rb") as f:
+            doc = tomllib.load(f)
+        unknown = sorted(set(doc) - {"model", "train"})
+        if unknown:
+            raise ValueError(
+                f"{args.config}: unknown tables {unknown}; expected [model] and [train]"
+            )
+        model.update(doc.get("model", {}))
+        train.update(doc.get("train", {}))
+    for table, flags in ((model, MODEL_FLAGS), (train, TRAIN_FLAGS)):
+        for flag, (name, _, _) in flags.items():
+            value = getattr(args, flag.lstrip("-").replace("-", "_"))
+            if value is not None:
+                table[name] = value
+    if args.tie_weights:
+        model["tie_weights"] = True
+    if args.no_progress:
+        train["progress"] = False
+    return model, train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from textgen.data import PreparedCorpus
+    from textgen.model import ModelConfig
+    from textgen.train import TrainConfig, Trainer
+
+    model_d, train_d = _settings(args)
+    model_cfg = ModelConfig.from_dict(
+        {"vocab_size": len(PreparedCorpus.open(args.data).vocab), **model_d}
+    )
+    cfg = TrainConfig.from_dict(train_d)
+    trainer = Trainer(args.data, args.out, model_cfg, cfg)
+    if args.resume and not trainer.resume():
+        print(f"no {args.out}/last.pt to resume from: starting afresh", file=sys.stderr)
+    if trainer.dist.main:
+        n_params = sum(p.numel() for p in trainer.model.parameters())
+        print(f"model {json.dumps(model_cfg.to_dict())} ({n_params:,} parameters)")
+        print(
+            f"train {json.dumps(asdict(cfg))} precision={trainer.precision} "
+            f"device={trainer.device} world={trainer.dist.world}"
+        )
+    result = trainer.run()
+    if trainer.dist.main:
+        h = result["health"]
+        print(
+            f"stopped at step {result['step']} ({result['stop_reason']}): val bpc "
+            f"{result['val_bpc']:.4f}, best {result['best_val_bpc']:.4f}; clipped "
+            f"{h['clipped']}/{h['steps']} steps, skipped {h['skipped']} non-finite"
+        )
+        print(f"run folder: {args.out} (last.pt, best.pt, metrics.jsonl, curves.png)")
+        if args.json:
+            print(json.dumps(result))
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="bits per character of a checkpoint on a split or a text file",
+        description="Bits per character, perplexity and unknown-character rate of a checkpoint.",
+        epilog="example:\n  textgen eval --checkpoint runs/lstm --data data/prepared/pd1998 --split test",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder"
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="DIR", help="a prepared corpus")
+    src.add_argument(
+        "--text", metavar="FILE", help="a UTF-8 text file (normalised the checkpoint's way)"
+    )
+    p.add_argument("--split", choices=["train", "val", "test"], default="val")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one line of JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from textgen.evaluate import evaluate_checkpoint
+
+    r = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.text, args.device)
+    where = args.text or f"{args.data} [{args.split}]"
+    print(
+        f"{where}: {r['bpc']:.4f} bits/char, perplexity {r['perplexity']:.2f}, "
+        f"unknown rate {r['unknown_rate']:.4%} over {r['tokens']:,} tokens"
+    )
+    if args.json:
+        print(json.dumps(r))
+    return 0
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "baseline",
+        help="interpolated Kneser-Ney n-gram baseline",
+        description="Fit a character n-gram model with interpolated modified Kneser-Ney "
+        "smoothing on the train split; report validation and test bits per token.",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="a prepared corpus")
+    p.add_argument("--order", type=int, default=7, help="n-gram order (default 7)")
+    p.add_argument("--json", action="store_true", help="print one line of JSON")
+    p.set_defaults(func=cmd_baseline)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from textgen.baseline import KneserNey
+    from textgen.data import PreparedCorpus
+
+    corpus = PreparedCorpus.open(args.data)
+    lm = KneserNey(args.order, vocab_size=len(corpus.vocab)).fit(corpus.split("train"))
+    r = {
+        "order": args.order,
+        "val_bpc": lm.bits_per_token(corpus.split("val")),
+        "test_bpc": lm.bits_per_token(corpus.split("test")),
+    }
+    unit = "bits/char" if corpus.vocab.level == "char" else "bits/word"
+    print(
+        f"{args.order}-gram Kneser-Ney on {args.data}: val {r['val_bpc']:.4f}, test {r['test_bpc']:.4f} {unit}"
+    )
+    if args.json:
+        print(json.dumps(r))
+    return 0
+
+
+def _add_serving(sub: argparse._SubParsersAction) -> None:
+    """`generate` and `serve` live in textgen/cli_serve.py (generation engine + HTTP)."""
+    try:
+        from textgen import cli_serve
+    except ImportError:  # not written yet
+        return
+    cli_serve.add_generate(sub)
+    cli_serve.add_serve(sub)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_prepare,
+    _add_train,
+    _add_eval,
+    _add_baseline,
+    _add_serving,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:  # CorpusError is a ValueError: say what, not a traceback
+    except (
+        ValueError,
+        OSError,
+        FloatingPointError,
+    ) as exc:  # CorpusError is a ValueError: say what, not a traceback
         print(f"textgen {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

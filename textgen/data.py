@@ -49,3 +49,52 @@ class PreparedCorpus:
                 f"{self.path}/{name}.bin holds {len(data)} tokens, meta.json says {expected}"
             )
         return data
+
+
+class StreamBatcher:
+    """Stateful truncated-BPTT batches: the split is cut into parallel contiguous streams.
+
+    Stream b of rank r is ``tokens[(r * B + b) * L : (r * B + b + 1) * L]`` with
+    L = len(tokens) // (B * world). Batch k holds columns ``[pos, pos + T)`` of every
+    stream as inputs and ``[pos + 1, pos + T + 1)`` as targets, so the hidden state at the
+    end of one batch is the right start for the next. Only the rows of a batch are read
+    from the memmap. ``position()`` and ``seek()`` make the reader exactly resumable.
+    """
+
+    def __init__(
+        self, tokens: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world: int = 1
+    ) -> None:
+        if batch_size < 1 or seq_len < 1:
+            raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+        self.tokens = tokens
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.stream_len = len(tokens) // (batch_size * world)
+        if self.stream_len < seq_len + 1:
+            raise ValueError(
+                f"split of {len(tokens)} tokens is too short for {batch_size * world} streams "
+                f"of seq_len {seq_len}; lower batch_size or seq_len"
+            )
+        self.starts = (rank * batch_size + np.arange(batch_size)) * self.stream_len
+        self.pos = 0
+        self.epoch = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return (self.stream_len - 1) // self.seq_len
+
+    def next(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(inputs (B, T), targets (B, T), new_epoch); new_epoch means: reset the state."""
+        new_epoch = False
+        if self.pos + self.seq_len + 1 > self.stream_len:
+            self.pos, self.epoch, new_epoch = 0, self.epoch + 1, True
+        t = self.seq_len
+        rows = np.stack([self.tokens[s + self.pos : s + self.pos + t + 1] for s in self.starts])
+        self.pos += t
+        rows = rows.astype(np.int64)
+        return rows[:, :-1], rows[:, 1:], new_epoch
+
+    def position(self) -> dict[str, int]:
+        return {"pos": self.pos, "epoch": self.epoch}
+
+    def seek(self, position: dict[str, int]) -> None:
+        self.pos, self.epoch = int(position["pos"]), int(position["epoch"])

@@ -1,0 +1,204 @@
+"""Training throughput (characters/s) of textgen's LSTM and GRU against a plain reference loop.
+
+The reference trains the way the well-known PyTorch word-language-model example does:
+nn.Embedding -> nn.LSTM -> nn.Linear with a full softmax in fp32, sequence-first batches,
+hidden state repackaged between chunks, clip_grad_norm_ 0.25 and a manual SGD update (lr 20).
+Ours: textgen's Trainer (adaptive softmax, bf16 autocast where the CPU has it, AdamW).
+Same data (the prepared default corpus), same sizes: embedding 256, hidden 512, 2 layers,
+batch 32, sequence 128. Everything is measured in this run, one after the other.
+
+Part 2 (skipped with --budget-minutes 0) trains the reference and our LSTM for the same
+wall-clock budget and scores both on the validation split with the same evaluation code.
+
+    python benchmarks/train_throughput.py [--data data/prepared/pd1998] [--steps 15] [--budget-minutes 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from textgen.data import PreparedCorpus, StreamBatcher
+from textgen.evaluate import evaluate_ids
+from textgen.model import ModelConfig
+from textgen.train import TrainConfig, Trainer
+
+EMBED, HIDDEN, LAYERS, BATCH, SEQ = 256, 512, 2, 32, 128
+
+
+class ReferenceLM(nn.Module):
+    """Embedding -> LSTM -> Linear, full softmax, fp32 (sequence-first like the example)."""
+
+    def __init__(self, vocab: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(vocab, EMBED)
+        self.rnn = nn.LSTM(EMBED, HIDDEN, LAYERS, dropout=dropout)
+        self.decoder = nn.Linear(HIDDEN, vocab)
+        for w in (self.encoder.weight, self.decoder.weight):
+            nn.init.uniform_(w, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    # the interface textgen.evaluate.evaluate_ids expects (batch-first ids)
+    def forward(self, ids: torch.Tensor, state=None):
+        out, state = self.rnn(self.drop(self.encoder(ids.t())), state)  # (T, B, H)
+        return self.drop(out).transpose(0, 1), state  # (B, T, H)
+
+    def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(self.decoder(features), dim=-1)
+        return nn.functional.nll_loss(logp.reshape(-1, logp.size(-1)), targets.reshape(-1))
+
+    def init_state(self, batch: int, device=None):
+        z = torch.zeros(LAYERS, batch, HIDDEN, device=device)
+        return (z, z.clone())
+
+
+class ReferenceLoop:
+    """One training step the example's way: repackage hidden, backward, clip 0.25, SGD lr 20."""
+
+    def __init__(self, corpus: PreparedCorpus, lr: float = 20.0, clip: float = 0.25) -> None:
+        torch.manual_seed(0)
+        self.model = ReferenceLM(len(corpus.vocab))
+        self.batches = StreamBatcher(corpus.split("train"), BATCH, SEQ)
+        self.state = self.model.init_state(BATCH)
+        self.lr, self.clip = lr, clip
+
+    def step(self) -> float:
+        x, y, new_epoch = self.batches.next()
+        if new_epoch:
+            self.state = self.model.init_state(BATCH)
+        self.state = tuple(s.detach() for s in self.state)
+        self.model.zero_grad()
+        features, self.state = self.model(torch.from_numpy(x), self.state)
+        loss = self.model.loss(features, torch.from_numpy(y))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.add_(p.grad, alpha=-self.lr)
+        return float(loss)
+
+
+def ours(data: str, cell: str, out: str) -> Trainer:
+    model_cfg = ModelConfig(
+        vocab_size=len(PreparedCorpus.open(data).vocab),
+        cell=cell,
+        embed_dim=EMBED,
+        hidden_size=HIDDEN,
+        num_layers=LAYERS,
+        dropout=0.1,
+        softmax="adaptive",
+    )
+    cfg = TrainConfig(
+        batch_size=BATCH,
+        seq_len=SEQ,
+        max_steps=100_000,
+        warmup_steps=50,
+        schedule="constant",
+        progress=False,
+        seed=0,
+    )
+    return Trainer(data, out, model_cfg, cfg)
+
+
+def chars_per_s(step, steps: int, warmup: int = 3) -> tuple[float, float]:
+    """Median characters/s over `steps` timed steps after `warmup`; also the last loss."""
+    for _ in range(warmup):
+        step()
+    times, loss = [], float("nan")
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - t0)
+    return BATCH * SEQ / statistics.median(times), loss
+
+
+def train_for(step, seconds: float) -> int:
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        step()
+        n += 1
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default="data/prepared/pd1998", help="prepared corpus (textgen prepare)"
+    )
+    ap.add_argument("--steps", type=int, default=15, help="timed steps per model")
+    ap.add_argument(
+        "--budget-minutes", type=float, default=5.0, help="equal-time quality run (0: skip)"
+    )
+    args = ap.parse_args()
+    corpus = PreparedCorpus.open(args.data)
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="textgen-tp-")
+    ref = ReferenceLoop(corpus)
+    lstm, gru = ours(args.data, "lstm", f"{tmp}/lstm"), ours(args.data, "gru", f"{tmp}/gru")
+    rates = {
+        "reference": chars_per_s(ref.step, args.steps)[0],
+        "lstm": chars_per_s(lambda: lstm.train_step()["loss"], args.steps)[0],
+        "gru": chars_per_s(lambda: gru.train_step()["loss"], args.steps)[0],
+    }
+    ratio = max(rates["lstm"], rates["gru"]) / rates["reference"]
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, our precision: {lstm.precision}"
+    )
+    print(f"{'model':<28} {'chars/s':>10} {'vs reference':>13}")
+    for name, label in (
+        ("reference", "reference (full, fp32, SGD)"),
+        ("lstm", "textgen LSTM"),
+        ("gru", "textgen GRU"),
+    ):
+        print(f"{label:<28} {rates[name]:>10,.0f} {rates[name] / rates['reference']:>12.2f}x")
+    result = {
+        "reference_chars_per_s": round(rates["reference"]),
+        "lstm_chars_per_s": round(rates["lstm"]),
+        "gru_chars_per_s": round(rates["gru"]),
+        "ratio": round(ratio, 3),
+        "precision": lstm.precision,
+    }
+    if args.budget_minutes > 0:
+        result.update(equal_time(args, corpus, tmp, rates["lstm"]))
+    print(json.dumps(result))
+
+
+def equal_time(args, corpus: PreparedCorpus, tmp: str, lstm_rate: float) -> dict:
+    """Reference vs our LSTM, each trained afresh for the same wall-clock budget, val BPC."""
+    seconds = args.budget_minutes * 60
+    val = corpus.split("val")
+    ref = ReferenceLoop(corpus)
+    ref_steps = train_for(ref.step, seconds)
+    ref_bpc = evaluate_ids(ref.model, np.asarray(val), corpus.vocab)["bpc"]
+    lstm = ours(args.data, "lstm", f"{tmp}/lstm-quality")
+    # decay over the steps the budget allows at the measured rate, as a real run would
+    lstm.cfg.schedule, lstm.cfg.max_steps = (
+        "cosine",
+        max(1, int(seconds * lstm_rate / (BATCH * SEQ))),
+    )
+    our_steps = train_for(lstm.train_step, seconds)
+    our_bpc = evaluate_ids(lstm.model, np.asarray(val), corpus.vocab)["bpc"]
+    print(f"\nequal wall-clock budget {args.budget_minutes:g} min each, validation bits/char:")
+    print(f"  reference: {ref_bpc:.4f} after {ref_steps} steps")
+    print(f"  textgen LSTM: {our_bpc:.4f} after {our_steps} steps")
+    return {
+        "budget_minutes": args.budget_minutes,
+        "reference_val_bpc": round(ref_bpc, 4),
+        "lstm_val_bpc": round(our_bpc, 4),
+        "reference_steps": ref_steps,
+        "lstm_steps": our_steps,
+    }
+
+
+if __name__ == "__main__":
+    main()

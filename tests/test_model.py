@@ -1,0 +1,237 @@
+"""Tests for textgen.model (tiny sizes; runs in seconds on CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from textgen.model import CELLS, SOFTMAXES, CharLM, ModelConfig
+
+V, H, L, B, T = 7, 8, 2, 3, 5
+
+
+def make(cell: str = "lstm", softmax: str = "full", hidden: int = H, **kw) -> CharLM:
+    torch.manual_seed(0)
+    kw.setdefault("embed_dim", hidden)
+    cfg = ModelConfig(V, cell=cell, hidden_size=hidden, num_layers=L, softmax=softmax, **kw)
+    return CharLM(cfg)
+
+
+def ids(b: int = B, t: int = T, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, V, (b, t), generator=torch.Generator().manual_seed(seed))
+
+
+def state_tensors(state) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+ALL = [(c, s) for c in CELLS for s in SOFTMAXES]
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_output_shapes(cell: str, softmax: str) -> None:
+    m = make(cell, softmax)
+    feats, state = m(ids())
+    assert feats.shape == (B, T, H)
+    assert m.logits(feats).shape == (B, T, V)
+    assert m.log_probs(feats).shape == (B, T, V)
+    assert m.loss(feats, ids(seed=2)).shape == ()
+    lp, _ = m.step_log_probs(ids())
+    assert lp.shape == (B, T, V)
+    assert isinstance(state, tuple) == (cell == "lstm")
+    for s in state_tensors(state):
+        assert s.shape == (L, B, H)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_init_state_zeros_and_carrying_state_changes_output(cell: str) -> None:
+    m = make(cell).eval()
+    zero = m.init_state(B)
+    assert all(s.shape == (L, B, H) and not s.any() for s in state_tensors(zero))
+    x = ids()
+    f_none, state = m(x)
+    f_zero, _ = m(x, zero)
+    torch.testing.assert_close(f_none, f_zero)
+    f_carried, _ = m(x, state)
+    assert not torch.allclose(f_none, f_carried)
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_log_probs_normalise(cell: str, softmax: str) -> None:
+    m = make(cell, softmax)
+    lp, _ = m.step_log_probs(ids())
+    assert lp.dtype == torch.float32
+    torch.testing.assert_close(lp.logsumexp(-1), torch.zeros(B, T), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("cutoffs", "hidden"), [((3,), 8), ((2, 4), 16), ((1, 2, 6), 64)])
+def test_adaptive_loss_matches_log_prob_nll(cutoffs: tuple[int, ...], hidden: int) -> None:
+    m = make("gru", "adaptive", hidden=hidden, cutoffs=cutoffs)
+    feats, _ = m(ids(4, 6))
+    y = ids(4, 6, seed=3)
+    assert m.adaptive is not None
+    ref_lp = m.adaptive.log_prob(feats.reshape(-1, hidden))  # torch's own full distribution
+    ref = -ref_lp.gather(1, y.reshape(-1, 1)).mean()
+    torch.testing.assert_close(m.loss(feats, y), ref)
+    torch.testing.assert_close(m.log_probs(feats).reshape(-1, V), ref_lp)
+    native = m.adaptive(feats.reshape(-1, hidden), y.reshape(-1)).loss
+    torch.testing.assert_close(m.loss(feats, y), native)
+
+
+def test_full_loss_matches_log_probs_nll() -> None:
+    m = make("lstm", "full")
+    feats, _ = m(ids())
+    y = ids(seed=4)
+    ref = -m.log_probs(feats).gather(-1, y[..., None]).mean()
+    torch.testing.assert_close(m.loss(feats, y), ref)
+
+
+@pytest.mark.parametrize(("cell", "softmax"), [("lstm", "full"), ("gru", "adaptive")])
+def test_loss_falls_on_repeating_sequence(cell: str, softmax: str) -> None:
+    m = make(cell, softmax, dropout=0.0)  # adaptive: default cutoffs (3,) for V=7
+    seq = torch.arange(V).repeat(8)[None, :]  # (1, 56) 0..6 0..6 ...
+    x, y = seq[:, :-1], seq[:, 1:]
+    opt = torch.optim.Adam(m.parameters(), lr=0.02)
+    first = None
+    for _ in range(100):
+        feats, _ = m(x)
+        loss = m.loss(feats, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.2 * first
+    assert loss.item() < 0.3
+
+
+def test_bidirectional_refused() -> None:
+    with pytest.raises(ValueError, match=r"bidirectional.*cannot see the future"):
+        ModelConfig(V, bidirectional=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vocab_size": 0}, "vocab_size must be > 0, got 0"),
+        ({"hidden_size": 0}, "hidden_size must be > 0, got 0"),
+        ({"embed_dim": -3}, "embed_dim must be > 0, got -3"),
+        ({"num_layers": 1.5}, "num_layers must be > 0, got 1.5"),
+        ({"cell": "foo"}, "cell must be one of lstm, gru, rnn, got 'foo'"),
+        ({"softmax": "sampled"}, "softmax must be one of full, adaptive, got 'sampled'"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"dropout": -0.1}, r"dropout must be in \[0, 1\), got -0.1"),
+        ({"forget_bias": float("nan")}, "forget_bias must be a finite number, got nan"),
+        ({"tie_weights": True, "embed_dim": 4}, "tie_weights=True needs embed_dim == hidden_size"),
+        ({"tie_weights": True, "softmax": "adaptive"}, "tie_weights=True needs softmax='full'"),
+        ({"cutoffs": (3,)}, "cutoffs only apply to softmax='adaptive'"),
+        ({"softmax": "adaptive", "cutoffs": (4, 2)}, r"cutoffs must be strictly increasing"),
+        ({"softmax": "adaptive", "cutoffs": (2, 7)}, r"cutoffs .* got \(2, 7\)"),
+        ({"softmax": "adaptive", "cutoffs": (0,)}, r"cutoffs .* got \(0,\)"),
+        ({"softmax": "adaptive", "vocab_size": 1}, "vocab_size must be >= 2"),
+        (
+            {"softmax": "adaptive", "cutoffs": (2, 4)},
+            "hidden_size must be >= 16 for 2 adaptive tail clusters.*got 8",
+        ),
+    ],
+)
+def test_invalid_configs_refused(kwargs: dict, message: str) -> None:
+    base = {"vocab_size": V, "embed_dim": H, "hidden_size": H}
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{**base, **kwargs})
+
+
+def test_default_cutoffs() -> None:
+    assert ModelConfig(4700, softmax="adaptive").resolved_cutoffs() == (500, 2000)
+    assert ModelConfig(1000, softmax="adaptive").resolved_cutoffs() == (500,)
+    assert ModelConfig(V, softmax="adaptive").resolved_cutoffs() == (3,)
+    assert ModelConfig(V, softmax="adaptive", cutoffs=[2, 5]).resolved_cutoffs() == (2, 5)
+
+
+def test_config_round_trip() -> None:
+    cfg = ModelConfig(V, cell="gru", hidden_size=16, softmax="adaptive", cutoffs=(2, 4))
+    d = cfg.to_dict()
+    assert d["cutoffs"] == [2, 4]
+    assert ModelConfig.from_dict(json.loads(json.dumps(d))) == cfg
+    with pytest.raises(ValueError, match="unknown ModelConfig fields: colour"):
+        ModelConfig.from_dict({**d, "colour": "red"})
+
+
+def test_tie_weights_shares_tensor() -> None:
+    m = make(tie_weights=True)  # embed_dim == hidden_size == 8
+    assert m.decoder is not None
+    assert m.decoder.weight is m.embed.weight
+    assert sum(p is m.embed.weight for p in m.parameters()) == 1
+    assert make().decoder.weight is not make().embed.weight  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("forget_bias", [0.0, 1.0, 2.5])
+def test_forget_bias_initialised(forget_bias: float) -> None:
+    m = make(forget_bias=forget_bias)
+    for layer in range(L):
+        b_ih = getattr(m.rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(m.rnn, f"bias_hh_l{layer}")
+        total = b_ih[H : 2 * H] + b_hh[H : 2 * H]  # gate order i, f, g, o
+        torch.testing.assert_close(total, torch.full((H,), forget_bias))
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_bf16_autocast_forward_backward(cell: str, softmax: str) -> None:
+    # gru + adaptive used to fail in AdaptiveLogSoftmaxWithLoss.forward (index_copy_ dtype).
+    m = make(cell, softmax)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, state = m(ids())
+        loss = m.loss(feats, ids(seed=5))
+        lp = m.log_probs(feats)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert lp.dtype == torch.float32
+    assert all(s.dtype == torch.float32 for s in state_tensors(state))
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    m(ids(), state)  # state from autocast is reusable outside autocast
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_select_stack_split_round_trip(cell: str) -> None:
+    m = make(cell).eval()
+    _, state = m(ids())
+    parts = CharLM.split_state(state)
+    assert len(parts) == B
+    assert all(s.shape == (L, 1, H) for p in parts for s in state_tensors(p))
+    for a, b in zip(state_tensors(CharLM.stack_states(parts)), state_tensors(state), strict=True):
+        torch.testing.assert_close(a, b)
+    perm = CharLM.select_state(state, [2, 0])
+    for a, b in zip(state_tensors(perm), state_tensors(state), strict=True):
+        torch.testing.assert_close(a, b[:, [2, 0]])
+    with pytest.raises(ValueError, match="at least one state"):
+        CharLM.stack_states([])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batched_step_matches_per_request_steps(cell: str) -> None:
+    m = make(cell, "adaptive").eval()
+    _, state = m(ids())
+    nxt = ids(t=1, seed=6)  # (B, 1)
+    batched, batched_state = m.step_log_probs(nxt, CharLM.stack_states(CharLM.split_state(state)))
+    for i, s in enumerate(CharLM.split_state(state)):
+        single, single_state = m.step_log_probs(nxt[i : i + 1], s)
+        torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=1e-5)
+        for a, b in zip(
+            state_tensors(CharLM.select_state(batched_state, [i])),
+            state_tensors(single_state),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_detach_state() -> None:
+    m = make("lstm")
+    _, state = m(ids())
+    assert all(s.requires_grad for s in state_tensors(state))
+    assert not any(s.requires_grad for s in state_tensors(CharLM.detach_state(state)))
+
+
+def test_forward_rejects_non_2d_ids() -> None:
+    with pytest.raises(ValueError, match="ids must be"):
+        make()(torch.zeros(5, dtype=torch.long))

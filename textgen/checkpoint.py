@@ -1,0 +1,112 @@
+"""Checkpoints: self-describing, safe to load, written atomically.
+
+A checkpoint is a dict of plain types and tensors only, so ``torch.load(weights_only=True)``
+reads it and nothing is ever unpickled. It is written to a temporary file in the same folder,
+fsynced, then ``os.replace``d over the old one: a kill at any moment leaves the last good
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "textgen-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def save(obj: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically: a temp file beside `path`, fsync, rename, fsync the folder.
+
+    On any failure (a full disk, say) the temp file is removed and the previous file at
+    `path` is untouched; the error propagates with the path named.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, **obj}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(
+                exc.errno,
+                f"could not save checkpoint {path} ({exc.strerror}); "
+                "the previous checkpoint there is intact",
+            ) from exc
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load safely (weights_only=True, never falling back) and check it is ours."""
+    path = resolve(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn one has no index
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?)")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).splitlines()
+        why = next((ln.strip() for ln in lines if "Unsupported global" in ln), lines[0])
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors and plain types, and "
+            f"textgen never unpickles arbitrary objects ({why})"
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupt or truncated?): {exc}"
+        ) from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a textgen checkpoint (no format marker)")
+    if obj.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {obj['format_version']} is newer than this textgen "
+            f"understands ({FORMAT_VERSION}); upgrade textgen"
+        )
+    return obj
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its best.pt, else last.pt, else model.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt", "model.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: folder holds no checkpoint (best.pt, last.pt or model.pt)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
+    return path
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values() if t.is_floating_point())

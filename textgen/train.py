@@ -1,0 +1,535 @@
+"""The trainer: stateful truncated BPTT, clipping, gradient health, checkpoints, exact resume.
+
+One step: take the next (B, T) chunk of every stream, run it from the carried (detached)
+hidden state, backprop, clip the global gradient norm, AdamW step. Every step logs the loss,
+the gradient norm that ``clip_grad_norm_`` returns and whether it clipped; a non-finite loss
+or gradient skips the step (counted), and several in a row stop training. Under ``torchrun``
+the same loop runs data-parallel (DDP): each rank reads its own streams, rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from textgen import __version__, checkpoint
+from textgen.data import PreparedCorpus, StreamBatcher
+from textgen.evaluate import evaluate_ids
+from textgen.model import CharLM, ModelConfig
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Validated on construction; errors name the field and the value."""
+
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0  # max global gradient norm; 0 turns clipping off (the norm is still logged)
+    max_steps: int = 2000
+    max_minutes: float = 0.0  # 0: no time limit
+    eval_every: int = 200
+    save_every: int = 200
+    patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
+    max_bad_steps: int = 5  # non-finite steps in a row before training stops
+    seed: int = 1234
+    precision: str = "auto"  # auto: bf16 autocast where the CPU has bf16, AMP on CUDA
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads; 0: torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "batch_size",
+            "seq_len",
+            "max_steps",
+            "eval_every",
+            "save_every",
+            "max_bad_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "clip", "max_minutes", "warmup_steps", "patience", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown train settings: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine/linear decay to lr * min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if cfg.schedule == "cosine" else 1 - frac
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else it would be slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0]
+    except (OSError, IndexError):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError(
+                "precision 'fp16' (AMP with loss scaling) needs a CUDA device; use bf16 on CPU"
+            )
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+class _WithLoss(nn.Module):
+    """Model plus loss in one forward, so DDP sees every parameter's use in forward()."""
+
+    def __init__(self, model: CharLM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, state):
+        features, state = self.model(x, state)  # (B, T, H)
+        return self.model.loss(features, y), state
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+@dataclass
+class Health:
+    """Gradient health counters, carried in checkpoints."""
+
+    steps: int = 0
+    clipped: int = 0
+    skipped: int = 0
+    bad_in_a_row: int = 0
+    recent_norms: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a CharLM on a prepared corpus into a run folder (``out``)."""
+
+    def __init__(
+        self, data: str | Path, out: str | Path, model_cfg: ModelConfig, cfg: TrainConfig
+    ) -> None:
+        self.corpus = PreparedCorpus.open(data)
+        if model_cfg.vocab_size != len(self.corpus.vocab):
+            raise ValueError(
+                f"model vocab_size {model_cfg.vocab_size} != corpus vocabulary {len(self.corpus.vocab)}"
+            )
+        self.out, self.cfg, self.model_cfg = Path(out), cfg, model_cfg
+        self.device = pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.dist = init_distributed(self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.model = CharLM(model_cfg).to(self.device)
+        self.net: nn.Module = _WithLoss(self.model)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.net)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.batcher = StreamBatcher(
+            self.corpus.split("train"), cfg.batch_size, cfg.seq_len, self.dist.rank, self.dist.world
+        )
+        self.val = self.corpus.split("val")
+        self.state = self.model.init_state(cfg.batch_size, self.device)
+        self.step = 0
+        self.best_val: float | None = None
+        self.evals_since_best = 0
+        self.health = Health()
+        self.stop_reason = ""
+        self._stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_dict(self, val_bpc: float | None = None) -> dict[str, Any]:
+        state = self.state if isinstance(self.state, tuple) else (self.state,)
+        return {
+            "kind": "train",
+            "textgen_version": __version__,
+            "model_config": self.model_cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "tokenizer": {
+                "vocab": self.corpus.vocab.to_dict(),
+                "level": self.corpus.vocab.level,
+                "normalization": self.corpus.meta["normalization"],
+            },
+            "train_config": asdict(self.cfg),
+            "data": {"path": str(self.corpus.path), "sources": self.corpus.meta["sources"]},
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {
+                "name": self.cfg.schedule,
+                "step": self.step,
+                "lr": lr_at(self.step, self.cfg),
+            },
+            "scaler": self.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "data_position": self.batcher.position(),
+            "hidden_state": [t.detach().cpu() for t in state],
+            "best_val_bpc": self.best_val,
+            "val_bpc": val_bpc,
+            "evals_since_best": self.evals_since_best,
+            "health": asdict(self.health),
+            "precision": self.precision,
+        }
+
+    def save(self, name: str, val_bpc: float | None = None) -> Path | None:
+        if not self.dist.main:
+            return None
+        if not checkpoint.all_finite(self.model.state_dict()):
+            log.error("model weights are not finite: %s not written", name)
+            return None
+        return checkpoint.save(self.checkpoint_dict(val_bpc), self.out / name)
+
+    def resume(self) -> bool:
+        """Continue from ``out/last.pt`` if there is one; metrics.jsonl is cut back to its step."""
+        path = self.out / "last.pt"
+        if not path.is_file():
+            return False
+        ckpt = checkpoint.load(path, map_location=self.device)
+        if ckpt["model_config"] != self.model_cfg.to_dict():
+            raise ValueError(f"{path} was trained with another model config; use a new --out")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self.batcher.seek(ckpt["data_position"])
+        hidden = [t.to(self.device) for t in ckpt["hidden_state"]]
+        self.state = tuple(hidden) if len(hidden) == 2 else hidden[0]
+        self.step = ckpt["step"]
+        self.best_val = ckpt["best_val_bpc"]
+        self.evals_since_best = ckpt["evals_since_best"]
+        self.health = Health(**ckpt["health"])
+        if self.dist.main:
+            truncate_metrics(self.out / "metrics.jsonl", self.step)
+        log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def autocast(self):
+        if self.precision == "fp32":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def train_step(self) -> dict[str, Any]:
+        x, y, new_epoch = self.batcher.next()
+        if new_epoch:
+            self.state = self.model.init_state(self.cfg.batch_size, self.device)
+        x = torch.from_numpy(x).to(self.device)
+        y = torch.from_numpy(y).to(self.device)
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss, state = self.net(x, y, self.state)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        loss_value = float(loss.detach())
+        finite = math.isfinite(loss_value) and math.isfinite(norm)
+        row = {
+            "step": self.step + 1,
+            "loss": loss_value,
+            "grad_norm": norm,
+            "lr": lr,
+            "clipped": bool(finite and self.cfg.clip > 0 and norm > self.cfg.clip),
+            "skipped": not finite,
+            "epoch": self.batcher.epoch,
+        }
+        if finite or self.precision == "fp16":
+            self.scaler.step(self.optimizer)  # fp16: the scaler itself skips inf steps
+            self.scaler.update()
+        if finite:
+            self.state = CharLM.detach_state(state)
+        else:  # a non-finite state would poison every later step: start the streams afresh
+            self.state = self.model.init_state(self.cfg.batch_size, self.device)
+        self._count(row)
+        self.step += 1
+        return row
+
+    def _count(self, row: dict[str, Any]) -> None:
+        h = self.health
+        h.steps += 1
+        h.clipped += int(row["clipped"])
+        h.skipped += int(row["skipped"])
+        h.bad_in_a_row = h.bad_in_a_row + 1 if row["skipped"] else 0
+        if not row["skipped"]:
+            h.recent_norms = (h.recent_norms + [row["grad_norm"]])[-100:]
+        row["clip_rate"] = h.clipped / h.steps
+        row["skipped_total"] = h.skipped
+        if row["skipped"]:
+            log.warning(
+                "step %d: non-finite loss or gradient (loss %s, grad norm %s): skipped",
+                row["step"],
+                row["loss"],
+                row["grad_norm"],
+            )
+
+    def evaluate(self) -> float:
+        return evaluate_ids(self.model, self.val, self.corpus.vocab, device=self.device)["bpc"]
+
+    def run(self) -> dict[str, Any]:
+        """Train until max_steps, max_minutes, early stopping, a signal, or too many bad steps."""
+        cfg = self.cfg
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(
+                json.dumps(
+                    {
+                        "model": self.model_cfg.to_dict(),
+                        "train": asdict(cfg),
+                        "data": str(self.corpus.path),
+                        "precision": self.precision,
+                        "world_size": self.dist.world,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
+        restore = self._install_signal_handlers()
+        metrics = MetricsWriter(self.out / "metrics.jsonl", enabled=self.dist.main)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not (cfg.progress and self.dist.main),
+            dynamic_ncols=True,
+            desc="train",
+        )
+        chars_per_step = cfg.batch_size * cfg.seq_len * self.dist.world
+        started = time.monotonic()
+        last_val = None
+        try:
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                row = self.train_step()
+                row["chars_per_s"] = chars_per_step / (time.perf_counter() - t0)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                    last_val = row["val_bpc"] = self.evaluate()
+                    self._after_eval(last_val)
+                metrics.write(row)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{row['loss']:.3f}",
+                    bpc=f"{row['loss'] / math.log(2):.2f}",
+                    gnorm=f"{row['grad_norm']:.2f}",
+                    clip=f"{row['clip_rate']:.0%}",
+                    cps=f"{row['chars_per_s']:.0f}",
+                    refresh=False,
+                )
+                if self.step % cfg.save_every == 0:
+                    self.save("last.pt")
+                self._check_stop(started)
+                if self.stop_reason:
+                    break
+        finally:
+            bar.close()
+            restore()
+        if self.stop_reason.startswith("non-finite"):
+            metrics.close()
+            raise FloatingPointError(self.stop_reason)
+        if "val_bpc" not in row:  # training always ends with a validation pass
+            last_val = row["val_bpc"] = self.evaluate()
+            self._after_eval(last_val)
+            metrics.write({"step": self.step, "val_bpc": last_val, "final": True})
+        metrics.close()
+        self.save("last.pt", last_val)
+        if self.dist.main:
+            from textgen.plots import plot_curves
+
+            plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", title=str(self.out))
+        return {
+            "step": self.step,
+            "val_bpc": last_val,
+            "best_val_bpc": self.best_val,
+            "stop_reason": self.stop_reason or "max_steps",
+            "health": asdict(self.health),
+        }
+
+    def _after_eval(self, val_bpc: float) -> None:
+        if self.best_val is None or val_bpc < self.best_val:
+            self.best_val, self.evals_since_best = val_bpc, 0
+            self.save("best.pt", val_bpc)
+        else:
+            self.evals_since_best += 1
+        log.info("step %d: val bpc %.4f (best %.4f)", self.step, val_bpc, self.best_val)
+
+    def _check_stop(self, started: float) -> None:
+        cfg = self.cfg
+        reason = ""
+        if self.health.bad_in_a_row >= cfg.max_bad_steps:
+            reason = (
+                f"non-finite loss or gradients for {self.health.bad_in_a_row} steps in a row "
+                f"(at step {self.step}); lower lr (now {cfg.lr}) or keep clipping on"
+            )
+        elif self._stop_signal:
+            reason = f"signal {self._stop_signal}"
+        elif cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60:
+            reason = "max_minutes"
+        elif cfg.patience and self.evals_since_best >= cfg.patience:
+            reason = "early stopping"
+        self.stop_reason = self._agree(reason)
+
+    def _agree(self, reason: str) -> str:
+        """All ranks stop together: any rank's reason stops every rank."""
+        if self.dist.world == 1:
+            return reason
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if reason else 0.0], device=self.device)
+        dist.all_reduce(flag)
+        return reason or ("another rank stopped" if flag.item() > 0 else "")
+
+    def _install_signal_handlers(self):
+        """SIGTERM/SIGINT: finish the current step, save, exit cleanly."""
+
+        def handler(signum, _frame):
+            self._stop_signal = signal.Signals(signum).name
+
+        try:
+            old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread: no signal handling
+            return lambda: None
+        return lambda: [signal.signal(s, h) for s, h in old.items()]
+
+
+class MetricsWriter:
+    """Appends one JSON object per line, flushed so a kill loses at most a torn last line."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.f = open(path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.f:
+            self.f.write(json.dumps(row) + "\n")
+            self.f.flush()
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep rows up to `step`; drop later rows and a torn last line (from a kill)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step and not row.get("final"):
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def summarize_health(rows: list[dict[str, Any]]) -> dict[str, float]:
+    norms = np.array([r["grad_norm"] for r in rows if "grad_norm" in r and not r.get("skipped")])
+    return {
+        "steps": sum(1 for r in rows if "loss" in r),
+        "clip_rate": float(np.mean([r["clipped"] for r in rows if "clipped" in r]))
+        if len(norms)
+        else 0.0,
+        "skipped": sum(1 for r in rows if r.get("skipped")),
+        "grad_norm_median": float(np.median(norms)) if len(norms) else float("nan"),
+        "grad_norm_p99": float(np.percentile(norms, 99)) if len(norms) else float("nan"),
+    }
