@@ -323,3 +323,20 @@ def test_eval_and_baseline_cli(tmp_path, prepared):
     assert run.returncode == 0, run.stderr
     b = json.loads(run.stdout.strip().splitlines()[-1])
     assert b["order"] == 3 and 3 < b["val_bpc"] < 12 and 3 < b["test_bpc"] < 12
+
+
+def test_export_is_small_and_scores_like_the_original(tmp_path, prepared):
+    from textgen.checkpoint import export_inference
+    from textgen.evaluate import evaluate_checkpoint
+
+    Trainer(prepared, tmp_path, tiny_model(prepared), tiny_train(max_steps=20)).run()
+    export_inference(tmp_path / "last.pt", tmp_path / "model.pt")
+    exported = checkpoint.load(tmp_path / "model.pt")
+    assert exported["kind"] == "inference" and "optimizer" not in exported
+    assert all(
+        v.dtype == torch.float16 for v in exported["model"].values() if v.is_floating_point()
+    )
+    assert (tmp_path / "model.pt").stat().st_size < 0.5 * (tmp_path / "last.pt").stat().st_size
+    full = evaluate_checkpoint(tmp_path / "last.pt", prepared, "val")["bpc"]
+    half = evaluate_checkpoint(tmp_path / "model.pt", prepared, "val")["bpc"]
+    assert abs(full - half) < 0.01

@@ -110,3 +110,27 @@ def sha256(path: str | Path) -> str:
 
 def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state_dict.values() if t.is_floating_point())
+
+
+TRAINING_ONLY = ("optimizer", "scaler", "rng", "hidden_state", "data_position", "health")
+
+
+def export_inference(src: str | Path, dst: str | Path, half: bool = True) -> dict[str, Any]:
+    """An inference-only copy: no optimizer or resume state; fp16 weights when `half`.
+
+    Loaders cast weights back to float32, so fp16 only rounds the stored values.
+    """
+    ckpt = load(src)
+    out = {
+        k: v
+        for k, v in ckpt.items()
+        if k not in TRAINING_ONLY and k not in ("format", "format_version")
+    }
+    if half:
+        out["model"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
+        }
+    out["kind"] = "inference"
+    out["exported_from"] = {"path": str(resolve(src)), "sha256": sha256(resolve(src)), "half": half}
+    save(out, dst)
+    return out

@@ -323,6 +323,33 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write an inference-only checkpoint (no optimizer state, fp16 weights)",
+        description="Copy a checkpoint without its optimizer and resume state, with weights "
+        "stored in float16 (--fp32 keeps float32). Loading casts them back to float32.",
+        epilog="example:\n  textgen export --checkpoint runs/lstm --out checkpoints/default/model.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the export")
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from textgen.checkpoint import export_inference
+
+    export_inference(args.checkpoint, args.out, half=not args.fp32)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _add_serving(sub: argparse._SubParsersAction) -> None:
     """`generate` and `serve` live in textgen/cli_serve.py (generation engine + HTTP)."""
     try:
@@ -338,6 +365,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_eval,
     _add_baseline,
+    _add_export,
     _add_serving,
 ]
 

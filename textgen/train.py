@@ -94,13 +94,20 @@ class TrainConfig:
         return cls(**d)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine/linear decay to lr * min_lr_ratio at max_steps."""
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine/linear decay to lr * min_lr_ratio.
+
+    The decay runs over max_steps, or over max_minutes when that comes first: a time-limited
+    run still ends on a decayed rate. (Its schedule then depends on the machine's speed.)
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.max_minutes:
+        frac = max(frac, elapsed_s / (cfg.max_minutes * 60))
+    frac = min(1.0, frac)
     shape = 0.5 * (1 + math.cos(math.pi * frac)) if cfg.schedule == "cosine" else 1 - frac
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
 
@@ -203,8 +210,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(self.net)
+        # fused: one kernel over all parameters, about twice as fast a step on CPU, same maths
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.batcher = StreamBatcher(
@@ -213,6 +221,7 @@ class Trainer:
         self.val = self.corpus.split("val")
         self.state = self.model.init_state(cfg.batch_size, self.device)
         self.step = 0
+        self.elapsed = 0.0  # seconds of training so far, across resumes
         self.best_val: float | None = None
         self.evals_since_best = 0
         self.health = Health()
@@ -235,11 +244,12 @@ class Trainer:
             "train_config": asdict(self.cfg),
             "data": {"path": str(self.corpus.path), "sources": self.corpus.meta["sources"]},
             "step": self.step,
+            "elapsed_s": self.elapsed,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {
                 "name": self.cfg.schedule,
                 "step": self.step,
-                "lr": lr_at(self.step, self.cfg),
+                "lr": lr_at(self.step, self.cfg, self.elapsed),
             },
             "scaler": self.scaler.state_dict(),
             "rng": {
@@ -281,6 +291,7 @@ class Trainer:
         hidden = [t.to(self.device) for t in ckpt["hidden_state"]]
         self.state = tuple(hidden) if len(hidden) == 2 else hidden[0]
         self.step = ckpt["step"]
+        self.elapsed = ckpt.get("elapsed_s", 0.0)
         self.best_val = ckpt["best_val_bpc"]
         self.evals_since_best = ckpt["evals_since_best"]
         self.health = Health(**ckpt["health"])
@@ -302,7 +313,7 @@ class Trainer:
             self.state = self.model.init_state(self.cfg.batch_size, self.device)
         x = torch.from_numpy(x).to(self.device)
         y = torch.from_numpy(y).to(self.device)
-        lr = lr_at(self.step, self.cfg)
+        lr = lr_at(self.step, self.cfg, self.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -383,12 +394,13 @@ class Trainer:
             desc="train",
         )
         chars_per_step = cfg.batch_size * cfg.seq_len * self.dist.world
-        started = time.monotonic()
+        started = time.monotonic() - self.elapsed
         last_val = None
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
                 row = self.train_step()
+                self.elapsed = time.monotonic() - started
                 row["chars_per_s"] = chars_per_step / (time.perf_counter() - t0)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                     last_val = row["val_bpc"] = self.evaluate()
@@ -405,7 +417,7 @@ class Trainer:
                 )
                 if self.step % cfg.save_every == 0:
                     self.save("last.pt")
-                self._check_stop(started)
+                self._check_stop()
                 if self.stop_reason:
                     break
         finally:
@@ -440,7 +452,7 @@ class Trainer:
             self.evals_since_best += 1
         log.info("step %d: val bpc %.4f (best %.4f)", self.step, val_bpc, self.best_val)
 
-    def _check_stop(self, started: float) -> None:
+    def _check_stop(self) -> None:
         cfg = self.cfg
         reason = ""
         if self.health.bad_in_a_row >= cfg.max_bad_steps:
@@ -450,7 +462,7 @@ class Trainer:
             )
         elif self._stop_signal:
             reason = f"signal {self._stop_signal}"
-        elif cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60:
+        elif cfg.max_minutes and self.elapsed > cfg.max_minutes * 60:
             reason = "max_minutes"
         elif cfg.patience and self.evals_since_best >= cfg.patience:
             reason = "early stopping"
