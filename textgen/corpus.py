@@ -138,10 +138,11 @@ def _check_decodes(path: Path, encoding: str) -> int | None:
             if nul >= 0:
                 return offset + nul
             offset += len(block)
+        pending = len(decoder.getstate()[0])  # bytes of an unfinished character
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            return offset  # truncated multi-byte sequence at the end of the file
+            return offset - pending  # a multi-byte character cut off at the end of the file
     return None
 
 
