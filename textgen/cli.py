@@ -136,6 +136,11 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--batch-size": ("batch_size", int, "parallel streams per step"),
     "--seq-len": ("seq_len", int, "truncated BPTT length"),
     "--lr": ("lr", float, "peak learning rate (AdamW)"),
+    "--optimizer": (
+        "optimizer",
+        str,
+        "adamw (default) | sgd (plain SGD, where clipping matters most)",
+    ),
     "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--schedule": ("schedule", str, "cosine | linear | constant decay after warm-up"),
@@ -351,13 +356,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_serving(sub: argparse._SubParsersAction) -> None:
-    """`generate` and `serve` live in textgen/cli_serve.py (generation engine + HTTP)."""
-    try:
-        from textgen import cli_serve
-    except ImportError:  # not written yet
-        return
+    """`generate`, `serve` (textgen/cli_serve.py) and `diagnose` (textgen/cli_diagnose.py)."""
+    from textgen import cli_diagnose, cli_serve
+
     cli_serve.add_generate(sub)
     cli_serve.add_serve(sub)
+    cli_diagnose.add_diagnose(sub)
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -41,6 +41,7 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 128
     lr: float = 3e-3
+    optimizer: str = "adamw"  # "sgd": plain SGD, whose steps scale with the gradient itself
     weight_decay: float = 0.01
     warmup_steps: int = 100
     schedule: str = "cosine"
@@ -80,6 +81,8 @@ class TrainConfig:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
@@ -139,6 +142,20 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (fused: one kernel over all parameters, about twice as fast on CPU), or plain SGD.
+
+    Adam divides each step by the running gradient size, so a huge gradient does not make a
+    huge step; plain SGD steps in proportion to the gradient, which is where clipping is what
+    keeps an unstable run alive (see docs/gradients.md).
+    """
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )
 
 
 class _WithLoss(nn.Module):
@@ -210,10 +227,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(self.net)
-        # fused: one kernel over all parameters, about twice as fast a step on CPU, same maths
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-        )
+        self.optimizer = make_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.batcher = StreamBatcher(
             self.corpus.split("train"), cfg.batch_size, cfg.seq_len, self.dist.rank, self.dist.world
