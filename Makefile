@@ -11,21 +11,24 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.textgen-installed
 
-.PHONY: install demo test lint bench-prepare clean
+.PHONY: install demo chromium test lint bench-prepare clean docker-lint docker-test
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/textgen prepare
+	$(BIN)/textgen serve
 
-test: install
+# The playground test drives Debian's chromium (no browser download); CI runs as root.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install chromium
 	$(BIN)/python -m pytest tests
 
 lint: install
@@ -34,6 +37,14 @@ lint: install
 
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare.py
+
+docker-lint: install
+	$(BIN)/hadolint Dockerfile
+
+# Build and run the image with podman (as root; no Docker engine needed), check /health and a
+# generation, then clean up. CHECKPOINT=path bundles another model; KEEP_IMAGE=1 keeps the image.
+docker-test: docker-lint
+	bash scripts/docker-test.sh
 
 clean:
 	rm -rf $(VENV) data/prepared .pytest_cache .ruff_cache

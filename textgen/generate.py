@@ -1,0 +1,130 @@
+"""Generation from a checkpoint: the :class:`Generator` front end and the default checkpoint.
+
+A Generator loads everything it needs from a checkpoint path alone (model, vocabulary,
+normalisation policy) and hands out :class:`~textgen.engine.Engine` instances: the server
+runs one in a background thread, while :meth:`Generator.stream` and
+:meth:`Generator.generate` drive a private one inline for the CLI, the tests and scripts.
+Sampling parameters are a :class:`~textgen.sampling.GenerationConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import textgen
+from textgen import checkpoint
+from textgen.engine import Engine, PromptError, QueueFull
+from textgen.evaluate import load_model
+from textgen.model import CharLM
+from textgen.normalize import get_normalizer
+from textgen.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
+from textgen.tokenizer import Vocab
+
+__all__ = [
+    "Engine",
+    "GenerationConfig",
+    "GenerationResult",
+    "Generator",
+    "PromptError",
+    "QueueFull",
+    "default_checkpoint",
+]
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint used when none is given.
+
+    ``TEXTGEN_CHECKPOINT`` if set, else the model bundled with the package
+    (``textgen/default_model/model.pt``), else ``checkpoints/default/model.pt`` of a source
+    checkout.
+    """
+    env = os.environ.get("TEXTGEN_CHECKPOINT")
+    if env:
+        return checkpoint.resolve(env)
+    package = Path(textgen.__file__).resolve().parent
+    for path in (package / "default_model" / "model.pt",
+                 package.parent / "checkpoints" / "default" / "model.pt"):  # fmt: skip
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "no checkpoint given and no bundled default model found "
+        f"(looked in {package / 'default_model'} and {package.parent / 'checkpoints/default'}): "
+        "pass --checkpoint PATH, set TEXTGEN_CHECKPOINT, or train one with "
+        "`textgen train --data DIR --out DIR`"
+    )
+
+
+class Generator:
+    """A loaded checkpoint ready to generate. Build it with :meth:`from_checkpoint`."""
+
+    def __init__(self, model: CharLM, vocab: Vocab, ckpt: dict[str, Any], path: Path) -> None:
+        self.model, self.vocab, self.path = model.eval(), vocab, path
+        self.normalize = get_normalizer(ckpt["tokenizer"]["normalization"]["name"])
+        self.sha256 = checkpoint.sha256(path)
+        self.info = _describe(ckpt, model, vocab)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, threads: int = 0) -> Generator:
+        """Load a checkpoint file or run folder (default: :func:`default_checkpoint`)."""
+        if threads > 0:
+            torch.set_num_threads(threads)
+        resolved = checkpoint.resolve(path) if path is not None else default_checkpoint()
+        model, vocab, ckpt = load_model(resolved)
+        return cls(model, vocab, ckpt, resolved)
+
+    @property
+    def model_id(self) -> str:
+        """A stable name for this model: its file stem and the start of its hash."""
+        return f"textgen-{self.path.stem}-{self.sha256[:12]}"
+
+    def engine(self, max_batch: int = 64, max_queue: int = 256, on_step=None) -> Engine:
+        return Engine(self.model, self.vocab, self.normalize, max_batch, max_queue, on_step)
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[Event]:
+        """Generate inline, yielding Chunk events as text comes and a final Done event."""
+        engine = self.engine(max_batch=max(64, (config or GenerationConfig()).n))
+        events: list[Event] = []
+        request = engine.request(prompt, config or GenerationConfig(), events.extend, stream=True)
+        engine.submit(request)
+        try:
+            while not request.finished:
+                engine.step()
+                yield from events
+                events.clear()
+        finally:
+            request.cancel()
+
+    def generate(self, prompt: str, config: GenerationConfig | None = None) -> GenerationResult:
+        """Generate and return the finished result."""
+        for event in self.stream(prompt, config):
+            if isinstance(event, Done):
+                return event.result
+            if isinstance(event, Failed):
+                raise RuntimeError(event.message)
+        raise RuntimeError("generation ended without a result")  # unreachable: Done is last
+
+
+def _describe(ckpt: dict[str, Any], model: CharLM, vocab: Vocab) -> dict[str, Any]:
+    """What the checkpoint says about itself, for `GET /v1/model` and `textgen generate`."""
+    health = ckpt.get("health") or {}
+    return {
+        "model_config": ckpt["model_config"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(vocab),
+        "level": vocab.level,
+        "normalization": ckpt["tokenizer"]["normalization"].get("name"),
+        "step": ckpt.get("step"),
+        "kind": ckpt.get("kind"),
+        "textgen_version": ckpt.get("textgen_version"),
+        "metrics": {
+            "val_bpc": ckpt.get("val_bpc"),
+            "best_val_bpc": ckpt.get("best_val_bpc"),
+            "clipped_steps": health.get("clipped"),
+            "skipped_steps": health.get("skipped"),
+        },
+    }
