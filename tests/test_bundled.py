@@ -1,0 +1,55 @@
+"""The bundled default model: present in the package, small, loadable, and used by default."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import textgen
+from textgen import checkpoint
+from textgen.generate import default_checkpoint
+
+BUNDLED = Path(textgen.__file__).parent / "default_model"
+
+
+def test_bundled_model_is_found_and_small():
+    path = BUNDLED / "model.pt"
+    assert path.is_file() and path.stat().st_size < 15_000_000
+    assert (BUNDLED / "README.md").is_file() and (BUNDLED / "train.toml").is_file()
+    ckpt = checkpoint.load(path)
+    assert ckpt["kind"] == "inference" and "optimizer" not in ckpt
+    assert all(t.dtype == torch.float16 for t in ckpt["model"].values() if t.is_floating_point())
+    assert ckpt["tokenizer"]["normalization"]["name"] == "textgen-zh-v1"
+
+
+def test_generate_without_checkpoint_uses_the_bundled_model():
+    env = {k: v for k, v in os.environ.items() if k != "TEXTGEN_CHECKPOINT"}
+    if "TEXTGEN_CHECKPOINT" not in os.environ:
+        assert default_checkpoint().resolve() == (BUNDLED / "model.pt").resolve()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "generate",
+            "--prompt",
+            "中国",
+            "--max-new-tokens",
+            "20",
+            "--seed",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    vocab = set(checkpoint.load(BUNDLED / "model.pt")["tokenizer"]["vocab"]["tokens"])
+    text = result["choices"][0]["text"] if "choices" in result else result["text"]
+    assert 0 < len(text) <= 20 and set(text) <= vocab
