@@ -53,6 +53,17 @@ def run_json(cmd: list[str]) -> tuple[dict, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
 
 
+def run_all(cmds: dict[str, list[str]], jobs: int) -> dict[str, tuple[dict, float]]:
+    """Run the training commands, `jobs` at a time (each then gets --threads 1)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if jobs > 1:
+        cmds = {k: [*c, "--threads", "1"] for k, c in cmds.items()}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {k: pool.submit(run_json, c) for k, c in cmds.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,19 +72,23 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
     ap.add_argument("--out", default="runs/quality", help="where the run folders go")
     ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings at once (more than 1: one torch thread each, side by side)",
+    )
     args = ap.parse_args()
     textgen = [sys.executable, "-m", "textgen"]
     kn, kn_s = run_json([*textgen, "baseline", "--data", args.data, "--json"])
-    rows = {}
-    for cell in args.cells.split(","):
-        out = f"{args.out}/{cell}"
-        cmd = [
+    cmds = {
+        cell: [
             *textgen,
             "train",
             "--data",
             args.data,
             "--out",
-            out,
+            f"{args.out}/{cell}",
             "--cell",
             cell,
             *SETTINGS,
@@ -82,16 +97,20 @@ def main() -> None:
             "--no-progress",
             "--json",
         ]
-        result, secs = run_json(cmd)
+        for cell in args.cells.split(",")
+    }
+    rows = {}
+    for cell, (result, secs) in run_all(cmds, args.jobs).items():
         rows[cell] = {
             "val_bpc": result["val_bpc"],
             "best_val_bpc": result["best_val_bpc"],
             "steps": result["step"],
             "seconds": round(secs, 1),
             "clip_rate": result["health"]["clipped"] / max(1, result["health"]["steps"]),
-            "run": out,
+            "run": f"{args.out}/{cell}",
         }
-    print(f"validation bits/char after {args.minutes:g} minutes of training each")
+    threads = "one thread each, side by side" if args.jobs > 1 else "one after the other"
+    print(f"validation bits/char after {args.minutes:g} minutes of training each ({threads})")
     print(f"{'model':<22} {'val BPC':>8} {'steps':>7} {'clipped':>8}")
     print(
         f"{'Kneser-Ney 7-gram':<22} {kn['val_bpc']:>8.4f} {'':>7} {'':>8}  (test {kn['test_bpc']:.4f})"
