@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.textgen-installed
 
-.PHONY: install demo chromium test lint bench-prepare clean docker-lint docker-test
+.PHONY: install demo chromium test fuzz lint bench-prepare clean docker-lint docker-test
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ chromium:
 test: install chromium
 	$(BIN)/python -m pytest tests
 
+# Schema fuzzing of the HTTP API (schemathesis, in-process): many more cases than the test suite.
+fuzz: install
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_server.py -k fuzz
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,7 +42,11 @@ lint: install
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare.py
 
-docker-lint: install
+docker-# Schema fuzzing of the HTTP API (schemathesis, in-process): many more cases than the test suite.
+fuzz: install
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_server.py -k fuzz
+
+lint: install
 	$(BIN)/hadolint Dockerfile
 
 # Build and run the image with podman (as root; no Docker engine needed), check /health and a

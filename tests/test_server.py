@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -156,7 +157,9 @@ def test_schema_fuzz(small_client, path, mode):
     op = schema[path]["POST"]
     strategy = op.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    examples = int(os.environ.get("FUZZ_EXAMPLES", "25"))  # `make fuzz` runs many more
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def check(case):
         r = case.call()

@@ -37,7 +37,11 @@ MAX_SEED = 2**53 - 1
 
 # ------------------------------------------------------------------------ requests
 
-StopString = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+# NUL bytes are refused (see _check_text); the schema says so, so clients and fuzzers know.
+NO_NUL = r"^[^\x00]*$"
+StopString = Annotated[
+    str, Field(min_length=1, max_length=MAX_STOP_CHARS, json_schema_extra={"pattern": NO_NUL})
+]
 StopField = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None
 
 
@@ -45,6 +49,7 @@ StopField = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_S
 # zero-width character); the schema publishes the same rule as a pattern.
 VISIBLE = r"[^\x00-\x20\x7f-\x9f\u00ad\u200b-\u200d\u2028\u2029\u2060\u3000\ufeff]"
 _VISIBLE = re.compile(VISIBLE)
+PROMPT_PATTERN = rf"^[^\x00]*{VISIBLE}[^\x00]*$"  # a visible character and no NUL anywhere
 
 
 def _check_prompt(value: str) -> str:
@@ -187,7 +192,11 @@ def request_models(s: Settings) -> tuple[type[GenerateRequest], type[CompletionR
     """The request models with this server's limits as schema bounds."""
     prompt = Annotated[
         str,
-        Field(min_length=1, max_length=s.max_prompt_chars, json_schema_extra={"pattern": VISIBLE}),
+        Field(
+            min_length=1,
+            max_length=s.max_prompt_chars,
+            json_schema_extra={"pattern": PROMPT_PATTERN},
+        ),
     ]
     gen = create_model(
         "GenerateRequest",
