@@ -180,6 +180,22 @@ def test_truncate_metrics_drops_later_rows_and_torn_line(tmp_path):
     assert [r["step"] for r in read_metrics(path)] == [1, 2, 3, 4, 5]
 
 
+def _train_argv(data, out, *extra):
+    """`python -m textgen train` on a tiny model; extra flags appended."""
+    return [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY,
+        *extra,
+    ]
+
+
 def _losses(run_dir):
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
 
@@ -227,21 +243,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tmp_path, prepared):
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, prepared):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "train",
-            "--data",
-            str(prepared),
-            "--out",
-            str(out),
-            *TINY,
-            "--max-steps",
-            "100000",
-            "--save-every",
-            "100000",
-        ],
+        _train_argv(prepared, out, "--max-steps", "100000", "--save-every", "100000"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -269,29 +271,12 @@ def test_resume_refuses_another_model(tmp_path, prepared):
 def test_two_process_ddp_trains(tmp_path, prepared):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    argv = _train_argv(
+        prepared, out, "--max-steps", "20", "--eval-every", "10", "--save-every", "10", "--json"
+    )
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "textgen",
-            "train",
-            "--data",
-            str(prepared),
-            "--out",
-            str(out),
-            *TINY,
-            "--max-steps",
-            "20",
-            "--eval-every",
-            "10",
-            "--save-every",
-            "10",
-            "--json",
-        ],
+        [*torchrun, *argv[1:]],
         capture_output=True,
         text=True,
         timeout=300,
