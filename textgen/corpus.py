@@ -160,7 +160,18 @@ def inspect(path: Path, encoding: str | None = None, fmt: str = "auto") -> Sourc
         raise CorpusError(
             f"{path}: binary data (NUL byte at byte offset {nul}); expected a text file"
         )
-    encoding = encoding or _detect_encoding(path, head)
+    if encoding is None:
+        encoding = _detect_encoding(path, head)  # decodes the whole file to decide
+    else:
+        encoding = _verify_encoding(path, head, encoding)
+    sample = head.decode(encoding, errors="ignore")
+    if fmt == "auto":
+        fmt = "pfr" if looks_like_pfr(sample) else "text"
+    return Source(path=path, format=fmt, encoding=encoding, sha256=_sha256(path), bytes=size)
+
+
+def _verify_encoding(path: Path, head: bytes, encoding: str) -> str:
+    """The encoding to read `path` with, once every byte decodes under it. Raises CorpusError."""
     if encoding == "utf-8" and head.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
     try:
@@ -170,15 +181,13 @@ def inspect(path: Path, encoding: str | None = None, fmt: str = "auto") -> Sourc
     bad = _check_decodes(path, encoding)
     if bad is not None:
         raise CorpusError(f"{path}: not valid {encoding} text at byte offset {bad}")
-    sample = head.decode(encoding, errors="ignore")
-    if fmt == "auto":
-        fmt = "pfr" if looks_like_pfr(sample) else "text"
-    return Source(path=path, format=fmt, encoding=encoding, sha256=_sha256(path), bytes=size)
+    return encoding
 
 
 def _detect_encoding(path: Path, head: bytes) -> str:
+    """UTF-8 (with or without BOM), else GB18030; each answer has decoded the whole file."""
     if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        return _verify_encoding(path, head, "utf-8-sig")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise CorpusError(f"{path}: UTF-16 text is not supported; save it as UTF-8")
     utf8_bad = _check_decodes(path, "utf-8")
