@@ -15,11 +15,10 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -200,7 +199,6 @@ class Health:
     clipped: int = 0
     skipped: int = 0
     bad_in_a_row: int = 0
-    recent_norms: list[float] = field(default_factory=list)
 
 
 class Trainer:
@@ -365,8 +363,6 @@ class Trainer:
         h.clipped += int(row["clipped"])
         h.skipped += int(row["skipped"])
         h.bad_in_a_row = h.bad_in_a_row + 1 if row["skipped"] else 0
-        if not row["skipped"]:
-            h.recent_norms = (h.recent_norms + [row["grad_norm"]])[-100:]
         row["clip_rate"] = h.clipped / h.steps
         row["skipped_total"] = h.skipped
         if row["skipped"]:
@@ -546,16 +542,3 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return rows
-
-
-def summarize_health(rows: list[dict[str, Any]]) -> dict[str, float]:
-    norms = np.array([r["grad_norm"] for r in rows if "grad_norm" in r and not r.get("skipped")])
-    return {
-        "steps": sum(1 for r in rows if "loss" in r),
-        "clip_rate": float(np.mean([r["clipped"] for r in rows if "clipped" in r]))
-        if len(norms)
-        else 0.0,
-        "skipped": sum(1 for r in rows if r.get("skipped")),
-        "grad_norm_median": float(np.median(norms)) if len(norms) else float("nan"),
-        "grad_norm_p99": float(np.percentile(norms, 99)) if len(norms) else float("nan"),
-    }
