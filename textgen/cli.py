@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
-from textgen import __version__
+from textgen import __version__, cli_diagnose, cli_serve
 
 EPILOG = """\
 examples:
@@ -355,22 +355,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_serving(sub: argparse._SubParsersAction) -> None:
-    """`generate`, `serve` (textgen/cli_serve.py) and `diagnose` (textgen/cli_diagnose.py)."""
-    from textgen import cli_diagnose, cli_serve
-
-    cli_serve.add_generate(sub)
-    cli_serve.add_serve(sub)
-    cli_diagnose.add_diagnose(sub)
-
-
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_train,
     _add_eval,
     _add_baseline,
     _add_export,
-    _add_serving,
+    cli_serve.add_generate,
+    cli_serve.add_serve,
+    cli_diagnose.add_diagnose,
 ]
 
 

@@ -235,10 +235,15 @@ class Choice(BaseModel):
     logprobs: list[TokenInfo] | None = None
 
 
-class Usage(BaseModel):
+class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class Usage(CompletionUsage):
+    """OpenAI's usage counts plus the prompt characters that fell outside the vocabulary."""
+
     unknown_prompt_chars: int = Field(0, description="prompt chars outside the vocabulary")
 
 
@@ -297,12 +302,6 @@ class CompletionChoice(BaseModel):
     index: int
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
-
-
-class CompletionUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
 
 
 class CompletionResponse(BaseModel):
