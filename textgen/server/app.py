@@ -21,7 +21,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from textgen import __version__
 from textgen.engine import PromptError, QueueFull
@@ -29,17 +28,20 @@ from textgen.generate import Generator
 from textgen.sampling import Chunk, Done, Failed
 from textgen.server import Settings, schemas
 from textgen.server.batcher import BatchRunner, EngineError, Handle, ShuttingDown
+from textgen.server.guard import BodyGuardMiddleware, error
 from textgen.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from textgen.server.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 SSE = "text/event-stream"
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the body is not UTF-8 JSON (or nested too deep)"},
     413: {"model": ErrorResponse, "description": "request body over max_body_bytes"},
     422: {
         "model": ErrorResponse,
         "description": "a parameter out of bounds (field and value named)",
     },
+    415: {"model": ErrorResponse, "description": "a Content-Type other than application/json"},
     429: {"model": ErrorResponse, "description": "max_queue requests already in flight; retry"},
     503: {"model": ErrorResponse, "description": "the server is shutting down"},
 }
@@ -60,63 +62,6 @@ GENERATE_SSE = _streamed(
     "JSON: chunk {index, text, logprobs}; done: the full response; error {error}",
 )
 COMPLETION_SSE = _streamed(None, "a JSON completion chunk, or [DONE] at the end")
-
-
-def error(status: int, message: str, kind: str, param: str | None = None,
-          detail: list | None = None, headers: dict | None = None) -> JSONResponse:  # fmt: skip
-    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class BodyLimitMiddleware:
-    """413 for a request body over ``limit`` bytes, declared or streamed (chunked).
-
-    The body is read here (it is small by construction) and replayed to the app, so the app
-    never starts on a body that turns out too large.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(scope, receive, send, f"got {int(declared)}")
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._reject(scope, receive, send, "got more")
-                return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send, got: str) -> None:
-        msg = f"request body must be at most {self.limit} bytes, {got}"
-        await error(413, msg, "request_too_large")(scope, receive, send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # later calls wait for the disconnect, as ASGI says
-
-    return replay
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -241,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["*"])  # fmt: skip
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyGuardMiddleware, limit=settings.max_body_bytes)
     paths = {getattr(r, "path", "") for r in app.routes}
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: paths)
     return app
