@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.textgen-installed
 
-.PHONY: install demo chromium test fuzz lint bench-prepare clean docker-lint docker-test
+.PHONY: install demo chromium test fuzz reliability lint bench-prepare clean docker-lint docker-test
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ test: install chromium
 fuzz: install
 	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_server.py -k fuzz
 
+# Try to break it (README "Reliability"): schema fuzzing and hostile requests, corpus and
+# checkpoint faults, unpickling refused; then 64 streaming clients (a third disconnecting)
+# against the bundled model, and 20 SIGKILLs during training. Exits non-zero on any failure.
+reliability: install
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest -q tests/test_server.py tests/test_faults.py \
+		tests/test_train.py -k "fuzz or hostile or invalid or oversized or surrogate or 429 or cors or bad_corpus or folder or disk or truncated or pickled or kill or sigterm"
+	$(BIN)/python scripts/reliability.py all
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,7 +50,15 @@ lint: install
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare.py
 
-docker-lint: install
+docker-# Try to break it (README "Reliability"): schema fuzzing and hostile requests, corpus and
+# checkpoint faults, unpickling refused; then 64 streaming clients (a third disconnecting)
+# against the bundled model, and 20 SIGKILLs during training. Exits non-zero on any failure.
+reliability: install
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest -q tests/test_server.py tests/test_faults.py \
+		tests/test_train.py -k "fuzz or hostile or invalid or oversized or surrogate or 429 or cors or bad_corpus or folder or disk or truncated or pickled or kill or sigterm"
+	$(BIN)/python scripts/reliability.py all
+
+lint: install
 	$(BIN)/hadolint Dockerfile
 
 # Build and run the image with podman (as root; no Docker engine needed), check /health and a

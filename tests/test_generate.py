@@ -253,10 +253,10 @@ def test_cli_generate_streams_then_prints_json(gen, ckpt):
     proc = subprocess.run([sys.executable, "-m", "textgen", "generate", *args],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.rstrip("\n").split("\n")
-    result = json.loads(lines[-1])
+    streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)  # the text may hold newlines
+    result = json.loads(last)
     expected = run(gen, max_new_tokens=25, temperature=0.8, top_k=40, seed=1).text
-    assert result["text"] == expected and lines[0] == expected
+    assert result["text"] == expected and streamed == expected
     assert result["usage"]["completion_tokens"] == 25 and result["finish_reason"] == "length"
 
 
