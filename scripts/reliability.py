@@ -85,7 +85,7 @@ def start_server(checkpoint: str | None, log: Path) -> tuple[subprocess.Popen, s
 
 class Tally:
     def __init__(self) -> None:
-        self.completed = self.dropped = self.rejected = self.chars = 0
+        self.completed = self.dropped = self.rejected = 0
         self.errors: list[str] = []
 
 
@@ -114,7 +114,6 @@ async def one_stream(http: httpx.AsyncClient, url: str, rng: random.Random, drop
                 done = True
             if line.startswith("data: ") and line != "data: [DONE]":
                 events += 1
-                tally.chars += len(json.loads(line[6:]).get("text", "") or "") if not openai else 1
                 if leave_after is not None and events >= leave_after:
                     tally.dropped += 1
                     return  # leaving the block closes the connection mid-stream
@@ -178,6 +177,7 @@ def run_load(args: argparse.Namespace) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
     growth = rss_after / rss_warm - 1
+    logged = [ln for ln in log.read_text().splitlines() if "Traceback" in ln or "ERROR" in ln]
     result = {
         "clients": args.clients,
         "seconds": round(took, 1),
@@ -186,6 +186,7 @@ def run_load(args: argparse.Namespace) -> dict:
         "rejected_429": tally.rejected,
         "client_errors": len(tally.errors),
         "server_5xx": fivexx,
+        "server_log_errors": len(logged),
         "idle_gauges_after": gauges,
         "rss_after_warmup_mb": round(rss_warm, 1),
         "rss_after_run_mb": round(rss_after, 1),
@@ -197,11 +198,13 @@ def run_load(args: argparse.Namespace) -> dict:
     print(
         f"load: {args.clients} clients for {took:.0f} s: {tally.completed} streams completed, "
         f"{tally.dropped} dropped by their client, {tally.rejected} x 429, "
-        f"{len(tally.errors)} client errors, {fivexx} server 5xx; gauges after: {gauges}; "
+        f"{len(tally.errors)} client errors, {fivexx} server 5xx, {len(logged)} errors in the "
+        f"server log; gauges after: {gauges}; "
         f"RSS {rss_warm:.0f} -> {rss_after:.0f} MB ({100 * growth:+.1f}%)"
     )
     result["ok"] = bool(
-        not tally.errors and not fivexx and not any(gauges.values()) and abs(growth) <= 0.10
+        not tally.errors and not fivexx and not logged and not any(gauges.values())
+        and abs(growth) <= 0.10
         and alive and tally.completed > 0 and tally.dropped > 0
     )  # fmt: skip
     return result

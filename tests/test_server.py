@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,18 +160,22 @@ def test_schema_fuzz(small_client, path, mode):
     strategy = op.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
 
     examples = int(os.environ.get("FUZZ_EXAMPLES", "25"))  # `make fuzz` runs many more
+    statuses: Counter[int] = Counter()
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def check(case):
         r = case.call()
+        statuses[r.status_code] += 1
         if mode == "positive":
             assert r.status_code == 200, (case.body, r.text[:300])
-            case.validate_response(r)
         else:
             assert 400 <= r.status_code < 500, (case.body, r.status_code, r.text[:300])
+        case.validate_response(r)  # the answer, error or not, is what the schema documents
 
     check()
+    # shown with `pytest -s` (make fuzz, make reliability)
+    print(f"\nfuzz {path} {mode}: {sum(statuses.values())} cases, statuses {dict(statuses)}")
 
 
 @pytest.mark.parametrize(
@@ -316,6 +322,22 @@ def test_cors_off_by_default_and_configurable(client, ckpt):
     with TestClient(app) as c:
         r = c.options("/v1/generate", headers=pre)
         assert r.headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_no_request_field_names_a_file_and_the_default_bind_is_loopback(client):
+    assert Settings().host == "127.0.0.1"
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    fields = {f for name in ("GenerateRequest", "CompletionRequest")
+              for f in schemas[name]["properties"]}  # fmt: skip
+    assert "prompt" in fields and not [
+        f for f in fields if re.search("path|file|dir|checkpoint", f)
+    ]
+    r = client.post("/v1/generate", json={"prompt": "中国", "checkpoint": "/etc/passwd"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "checkpoint"
+    r = client.post(
+        "/v1/completions", json={"prompt": "中国", "max_tokens": 2, "model": "/etc/passwd"}
+    )
+    assert r.status_code == 200 and r.json()["model"] == client.get("/v1/model").json()["id"]
 
 
 def test_settings_from_env():
