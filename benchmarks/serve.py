@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
+from textgen.server import local
 
 PROMPTS = ["中国", "人民日报", "今天", "经济发展", "我们要", "新华社北京", "在改革开放中", "世界"]
 REPO = Path(__file__).resolve().parent.parent
@@ -80,38 +80,9 @@ def _vocab():
 # ----------------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(ckpt: Path, max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
     env = {**os.environ, "TEXTGEN_MAX_BATCH": str(max_batch), "TEXTGEN_MAX_QUEUE": "256"}
-    cmd = [sys.executable, "-m", "textgen", "serve", "--checkpoint", str(ckpt),
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"textgen serve did not start: {log.read_text()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return local.spawn(log, "--checkpoint", str(ckpt), env=env)
 
 
 # ----------------------------------------------------------------------------- the clients
@@ -213,7 +184,7 @@ def run_all(ckpt: Path, args: argparse.Namespace, tmp: Path) -> tuple[dict, dict
         return out["batched"], out["unbatched"]
     finally:
         for proc, _ in servers.values():
-            stop_server(proc)
+            local.stop(proc)
 
 
 # ----------------------------------------------------------------------------- report

@@ -25,7 +25,6 @@ import asyncio
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from textgen.server import local
 
 PROMPTS = ["中国", "人民", "新华社北京１月１日电", "经济", "今天", "改革开放", "上海", "我们"]
 
@@ -47,12 +48,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def metric(url: str, name: str) -> float:
     lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
     return sum(float(ln.split()[-1]) for ln in lines if ln.split("{")[0].split(" ")[0] == name)
@@ -62,25 +57,6 @@ def server_5xx(url: str) -> int:
     lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
     rows = [ln for ln in lines if ln.startswith("textgen_requests_total{")]
     return int(sum(float(ln.split()[-1]) for ln in rows if 'status="5' in ln))
-
-
-def start_server(checkpoint: str | None, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "textgen", "serve", "--port", str(port), "--log-level", "warning"]
-    if checkpoint:
-        cmd += ["--checkpoint", checkpoint]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 120
-    while time.monotonic() < end and proc.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"textgen serve did not start:\n{log.read_text()[-2000:]}")
 
 
 class Tally:
@@ -155,7 +131,7 @@ def wait_idle(url: str, timeout: float = 30.0) -> dict[str, float]:
 
 def run_load(args: argparse.Namespace) -> dict:
     log = Path(tempfile.mkdtemp(prefix="textgen-load-")) / "serve.log"
-    proc, url = start_server(args.checkpoint, log)
+    proc, url = local.spawn(log, *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
     try:
         print(f"load: server pid {proc.pid} at {url}, RSS at start {rss_mb(proc.pid):.0f} MB")
         warm = asyncio.run(traffic(url, args.clients, args.warmup_seconds, seed=1))
@@ -171,11 +147,7 @@ def run_load(args: argparse.Namespace) -> dict:
         fivexx = server_5xx(url)
         alive = httpx.get(url + "/health", timeout=10).status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        local.stop(proc)
     growth = rss_after / rss_warm - 1
     logged = [ln for ln in log.read_text().splitlines() if "Traceback" in ln or "ERROR" in ln]
     result = {

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.test_generate import train_tiny
-from textgen.server import Settings
+from textgen.server import Settings, local
 from textgen.server.app import create_app
 
 
@@ -353,43 +352,19 @@ def test_settings_from_env():
 # ----------------------------------------------------------------- the real server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(ckpt: Path, log: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    """`textgen serve` on a free loopback port, output to ``log``; returns once /health is 200."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "textgen", "serve", "--checkpoint", str(ckpt),
-           "--port", str(port), "--log-level", "warning", *flags]  # fmt: skip
-    with open(log, "w") as out:  # a file, not a pipe nobody reads: the server never blocks on it
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(url + "/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return proc.poll() is not None  # died: stop waiting
-
-    if not wait_until(healthy, 60) or proc.poll() is not None:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"textgen serve did not start: {log.read_text()}")
-    return proc, url
+    """`textgen serve` on a free loopback port; returns once /health is 200."""
+    try:
+        return local.spawn(log, "--checkpoint", str(ckpt), *flags, timeout=60)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")
 def server(ckpt, tmp_path_factory) -> Iterator[str]:
     proc, url = start_server(ckpt, tmp_path_factory.mktemp("serve_log") / "serve.log")
     yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    local.stop(proc, timeout=20)
 
 
 def test_real_server_json_stream_and_batching(server):
