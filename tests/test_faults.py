@@ -73,6 +73,9 @@ def test_full_disk_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypat
     path = tmp_path / "last.pt"
     checkpoint.save({"step": 1, "w": torch.ones(3)}, path)
     before = path.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -26,6 +26,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save(obj: dict[str, Any], path: str | Path) -> Path:
     """Write atomically: a temp file beside `path`, fsync, rename, fsync the folder.
 
@@ -37,6 +43,7 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
     obj = {"format": FORMAT, "format_version": FORMAT_VERSION, **obj}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
