@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # How the bundled model (checkpoints/default/model.pt) was made, start to finish, and the
 # numbers in its model card. Run inside the project's venv from the repository root:
-#   scripts/default_model.sh            # ~50 minutes: 45 of training, then export and scoring
+#   scripts/default_model.sh            # ~75 minutes: 70 of training, then export and scoring
 # The plain reference LSTM of the model card trains alongside, one thread each, for the same
-# 45 minutes: python benchmarks/train_throughput.py --only-reference --budget-minutes 45 --threads 1
+# 70 minutes: python benchmarks/train_throughput.py --only-reference --budget-minutes 70 --threads 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=data/prepared/pd1998
