@@ -267,3 +267,22 @@ def test_cli_generate_reports_bad_parameters(ckpt):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1 and "top_p must be a number in (0.0, 1.0], got 2.0" in proc.stderr
+
+
+def test_top_k_top_p_draws_from_the_head_equal_full_sort_draws(monkeypatch):
+    from textgen import sampling
+
+    g = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(5 * torch.randn(64, 4689, generator=g), dim=-1)  # peaked like a LM
+    settings = [(0.8, 40, 1.0), (1.0, 0, 0.9), (0.5, 0, 0.5), (1.0, 256, 1.0), (0.7, 0, 0.95)]
+    configs = [GenerationConfig(temperature=t, top_k=k, top_p=p) for t, k, p in settings]
+    rows = [sampling.RowParams(configs[i % 5], [], (i * 0.6180339) % 1) for i in range(64)]
+    scaled = logp / torch.tensor([r.config.temperature for r in rows])[:, None]
+    top_k, top_p = [r.config.top_k for r in rows], [r.config.top_p for r in rows]
+    assert sampling._ranked(scaled.softmax(-1), top_k, top_p)[0].size(-1) == 256  # the head
+    fast = sampling.sample_next(logp, rows)
+    monkeypatch.setattr(sampling, "HEAD_RANKS", 10**9)  # always the full sort
+    assert torch.equal(fast, sampling.sample_next(logp, rows))
+    monkeypatch.undo()
+    wide = [*top_k[:-1], 300]  # one row keeps 300 ranks: the whole batch is sorted
+    assert sampling._ranked(scaled.softmax(-1), wide, top_p)[0].size(-1) == 4689

@@ -94,6 +94,9 @@ class RowParams:
     uniform: float
 
 
+HEAD_RANKS = 256  # ranks a top-k / top-p draw sorts when its filters allow
+
+
 def sample_next(log_probs: Tensor, rows: Sequence[RowParams], banned: Sequence[int] = ()) -> Tensor:
     """log_probs (B, V) float32 -> next token ids (B,) long, one row per ``rows`` entry.
 
@@ -146,17 +149,34 @@ def _draw_filtered(scaled: Tensor, rows: Sequence[RowParams], uniforms: Tensor) 
     if not any(top_k) and all(p >= 1.0 for p in top_p):
         probs = torch.softmax(scaled, dim=-1)  # (B, V)
         return _inverse_cdf(probs, uniforms)
-    sorted_scores, order = scaled.sort(dim=-1, descending=True)  # (B, V) each
-    probs = torch.softmax(sorted_scores, dim=-1)
-    vocab = probs.size(-1)
+    probs, order = _ranked(torch.softmax(scaled, dim=-1), top_k, top_p)  # (B, R) each
+    vocab = scaled.size(-1)
     ks = torch.tensor([k if k > 0 else vocab for k in top_k])  # (B,)
-    ranks = torch.arange(vocab)[None, :]  # (1, V)
+    ranks = torch.arange(probs.size(-1))[None, :]  # (1, R)
     probs = probs.masked_fill(ranks >= ks[:, None], 0.0)
     ps = torch.tensor(top_p, dtype=probs.dtype)[:, None]  # (B, 1)
     before = probs.cumsum(dim=-1) - probs  # mass strictly above each rank
     probs = probs.masked_fill(before >= ps, 0.0)  # rank 0 always survives (before == 0)
     picked = _inverse_cdf(probs, uniforms)  # (B,) positions in sorted order
     return order.gather(1, picked[:, None]).squeeze(1)
+
+
+def _ranked(probs: Tensor, top_k: list[int], top_p: list[float]) -> tuple[Tensor, Tensor]:
+    """probs (B, V) -> (probabilities in descending order, their ids), each (B, R).
+
+    R is HEAD_RANKS when every row's top-k or top-p filter drops all ranks past it (top_k <=
+    HEAD_RANKS, or the head already holds top_p of the mass), else the whole vocabulary: at
+    batch 32 a full sort of 4,689 entries costs ~4.6 ms on 2 cores, the top 256 ~0.9 ms.
+    """
+    if probs.size(-1) > HEAD_RANKS:
+        head, order = probs.topk(HEAD_RANKS, dim=-1)  # (B, R) each
+        mass = head.sum(dim=-1).tolist()
+        # 1e-3 of slack: rounding must not decide whether rank R would have survived top-p
+        if all(
+            0 < k <= HEAD_RANKS or m >= p + 1e-3 for k, p, m in zip(top_k, top_p, mass, strict=True)
+        ):
+            return head, order
+    return probs.sort(dim=-1, descending=True)
 
 
 def _inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
