@@ -48,17 +48,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def metric(url: str, name: str) -> float:
-    lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
-    return sum(float(ln.split()[-1]) for ln in lines if ln.split("{")[0].split(" ")[0] == name)
-
-
-def server_5xx(url: str) -> int:
-    lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
-    rows = [ln for ln in lines if ln.startswith("textgen_requests_total{")]
-    return int(sum(float(ln.split()[-1]) for ln in rows if 'status="5' in ln))
-
-
 class Tally:
     def __init__(self) -> None:
         self.completed = self.dropped = self.rejected = 0
@@ -119,14 +108,24 @@ async def traffic(url: str, clients: int, seconds: float, seed: int) -> Tally:
     return tally
 
 
+IDLE_GAUGES = ("textgen_queue_depth", "textgen_active_sequences", "textgen_requests_in_flight")
+
+
 def wait_idle(url: str, timeout: float = 30.0) -> dict[str, float]:
-    names = ("textgen_queue_depth", "textgen_active_sequences", "textgen_requests_in_flight")
     end = time.monotonic() + timeout
     while True:
-        gauges = {n: metric(url, n) for n in names}
+        metrics = local.scrape(url)
+        gauges = {n: metrics[n] for n in IDLE_GAUGES}
         if not any(gauges.values()) or time.monotonic() > end:
             return gauges
         time.sleep(0.2)
+
+
+def server_5xx(url: str) -> int:
+    samples = local.scrape(url).items()
+    return int(
+        sum(v for k, v in samples if k.startswith("textgen_requests_total{") and 'status="5' in k)
+    )
 
 
 def run_load(args: argparse.Namespace) -> dict:

@@ -1,4 +1,4 @@
-"""Start and stop `textgen serve` as a child process on a free loopback port.
+"""Start and stop `textgen serve` as a child process on a free loopback port; read its metrics.
 
 Used by the tests of the real server, `benchmarks/serve.py` and `scripts/reliability.py`, and
 handy for any script that wants a private server: ``proc, url = spawn(log, "--checkpoint", p)``.
@@ -45,6 +45,16 @@ def spawn(log: Path, *flags: str, env: Mapping[str, str] | None = None,
             time.sleep(0.2)
     stop(proc)
     raise RuntimeError(f"textgen serve did not start:\n{Path(log).read_text()[-2000:]}")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A running server's /metrics as {sample: value}, the sample with its labels as written,
+    e.g. ``textgen_requests_in_flight`` or ``textgen_batch_size_bucket{le="1"}``."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {name: float(value) for name, value in samples}
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
