@@ -286,3 +286,5 @@ def test_top_k_top_p_draws_from_the_head_equal_full_sort_draws(monkeypatch):
     monkeypatch.undo()
     wide = [*top_k[:-1], 300]  # one row keeps 300 ranks: the whole batch is sorted
     assert sampling._ranked(scaled.softmax(-1), wide, top_p)[0].size(-1) == 4689
+    open_row = [*top_k[:-1], 0], [*top_p[:-1], 1.0]  # one row with neither filter: sorted too
+    assert sampling._ranked(scaled.softmax(-1), *open_row)[0].size(-1) == 4689

@@ -78,12 +78,13 @@ class BodyGuardMiddleware:
                 return
             if not message.get("more_body", False):
                 break
-        problem = body_problem(headers.get(b"content-type", b"").decode("latin-1"), bytes(body))
+        raw = bytes(body)
+        problem = body_problem(headers.get(b"content-type", b"").decode("latin-1"), raw)
         if problem is not None:
             status, message = problem
             await error(status, message, "invalid_request_error")(scope, receive, send)
             return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(raw, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, got: str) -> None:
         msg = f"request body must be at most {self.limit} bytes, {got}"
