@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from textgen.model import CELLS, SOFTMAXES, CharLM, ModelConfig
+from textgen.model import CELLS, SOFTMAXES, CharLM, Dropout, ModelConfig
 
 V, H, L, B, T = 7, 8, 2, 3, 5
 
@@ -235,3 +235,80 @@ def test_detach_state() -> None:
 def test_forward_rejects_non_2d_ids() -> None:
     with pytest.raises(ValueError, match="ids must be"):
         make()(torch.zeros(5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4])
+def test_dropout_drops_p_and_keeps_the_mean(p: float) -> None:
+    torch.manual_seed(0)
+    drop = Dropout(p)
+    x = torch.ones(1000, 1000)
+    y = drop(x)
+    zeros = (y == 0).float().mean().item()
+    assert abs(zeros - p) < 0.003  # 1e6 draws: the standard error is <= 0.0005
+    assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / (1 - p), rel=1e-4)]
+    assert abs(y.mean().item() - 1.0) < 0.006
+    # neighbouring elements (bits of the same 64-bit draw) are independent
+    a, b = (y.view(-1, 4)[:, :2] == 0).float().unbind(1)
+    assert abs((a * b).mean().item() - p * p) < 0.003
+
+
+def test_dropout_grad_is_the_mask_and_eval_is_identity() -> None:
+    torch.manual_seed(1)
+    drop = Dropout(0.3)
+    x = torch.randn(64, 33, requires_grad=True)
+    y = drop(x)
+    y.sum().backward()
+    mask = (y != 0).float() / 0.7
+    assert torch.allclose(x.grad, mask) and torch.allclose(y, x * mask)  # d(x * mask)/dx
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(0.0).train()(x) is x
+
+
+def test_dropout_follows_the_seed_and_bf16() -> None:
+    drop = Dropout(0.2)
+    x = torch.randn(8, 100, dtype=torch.bfloat16)
+    torch.manual_seed(5)
+    a = drop(x)
+    torch.manual_seed(5)
+    b = drop(x)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+    assert not torch.equal(a, drop(x))
+    with pytest.raises(ValueError, match="dropout must be in"):
+        Dropout(1.0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_by_layer_equals_the_stacked_rnn(cell: str) -> None:
+    # training with dropout runs the layers one at a time (our dropout between them); with
+    # dropout switched off that path must give nn.LSTM/GRU/RNN's outputs, states and grads
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=50, cell=cell, embed_dim=8, hidden_size=16,
+                               num_layers=3, dropout=0.0))  # fmt: skip
+    ids = torch.randint(0, 50, (4, 7))
+    state = model.init_state(4)
+    state = tuple(torch.randn_like(s) for s in state) if cell == "lstm" else torch.randn_like(state)
+    x = model.embed(ids)
+    out_a, st_a = model.rnn(x, state)
+    out_b, st_b = model._layer_by_layer(x, state)
+    assert torch.equal(out_a, out_b)
+    pairs = zip(st_a, st_b, strict=True) if cell == "lstm" else [(st_a, st_b)]
+    assert all(torch.equal(a, b) for a, b in pairs)
+    ga = torch.autograd.grad(out_a.sum(), model.rnn.weight_hh_l0)[0]
+    gb = torch.autograd.grad(out_b.sum(), model.rnn.weight_hh_l0)[0]
+    assert torch.allclose(ga, gb, atol=1e-6)
+
+
+def test_dropout_acts_between_layers_in_training_only() -> None:
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=50, embed_dim=8, hidden_size=16, num_layers=2,
+                               dropout=0.5))  # fmt: skip
+    ids = torch.randint(0, 50, (2, 5))
+    x = model.embed(ids)
+    plain = model.rnn.eval()(x)[0]  # nn.LSTM drops nothing in eval mode
+    model.drop.eval()
+    assert torch.equal(model._layer_by_layer(x, None)[0], plain)
+    model.drop.train()
+    assert not torch.equal(model._layer_by_layer(x, None)[0], plain)
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
