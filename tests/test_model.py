@@ -312,3 +312,71 @@ def test_dropout_acts_between_layers_in_training_only() -> None:
     assert not torch.equal(model._layer_by_layer(x, None)[0], plain)
     model.eval()
     assert torch.equal(model(ids)[0], model(ids)[0])
+
+
+def _gru_case(layers: int = 3):
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=50, cell="gru", embed_dim=8, hidden_size=16,
+                               num_layers=layers, dropout=0.0))  # fmt: skip
+    x = model.embed(torch.randint(0, 50, (4, 7))).detach().requires_grad_()
+    state = (torch.randn(layers, 4, 16) * 0.5).requires_grad_()
+    return model, x, state
+
+
+def _grads(out: torch.Tensor, last: torch.Tensor, model: CharLM, x, state) -> list[torch.Tensor]:
+    g_out = torch.linspace(-1, 1, out.numel()).view_as(out)
+    loss = (out.float() * g_out).sum() + last.float().pow(2).sum()
+    return list(torch.autograd.grad(loss, [x, state, *model.rnn.parameters()]))
+
+
+def test_cpu_gru_equals_nn_gru_in_float32() -> None:
+    # GRU training on CPU runs textgen.cpu_gru (hand-written backward): in float32 it must
+    # give nn.GRU's outputs, final states and gradients (inputs, state, every weight)
+    model, x, state = _gru_case()
+    assert model._cpu_gru_dtype(x) == torch.float32
+    out_a, st_a = model.rnn(x, state)
+    out_b, st_b = model._cpu_gru(x, state, torch.float32)
+    assert out_b.shape == out_a.shape and st_b.shape == st_a.shape
+    torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(st_b, st_a, atol=1e-5, rtol=1e-5)
+    ga = _grads(out_a, st_a, model, x, state)
+    gb = _grads(out_b, st_b, model, x, state)
+    assert len(ga) == 2 + 4 * 3
+    for a, b in zip(ga, gb, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_cpu_gru_bfloat16_stays_within_bf16_error() -> None:
+    model, x, state = _gru_case(layers=2)
+    out_a, st_a = model.rnn(x, state)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model._cpu_gru_dtype(x) == torch.bfloat16
+        out_b, st_b = model._cpu_gru(x, state, torch.bfloat16)
+    assert out_b.dtype == torch.float32  # gate maths and state stay in float32
+    ga = _grads(out_a, st_a, model, x, state)
+    gb = _grads(out_b, st_b, model, x, state)
+    for a, b in [(out_a, out_b), (st_a, st_b), *zip(ga, gb, strict=True)]:
+        assert b.dtype == a.dtype
+        assert ((b - a).norm() / a.norm()).item() < 2e-2
+
+
+def test_cpu_gru_runs_only_when_training_with_grad() -> None:
+    model, x, _ = _gru_case(layers=2)
+    ids = torch.randint(0, 50, (2, 5))
+    assert model._cpu_gru_dtype(x) == torch.float32
+    with torch.no_grad():
+        assert model._cpu_gru_dtype(x) is None
+    model.eval()
+    assert model._cpu_gru_dtype(x) is None
+    with torch.autocast("cpu", dtype=torch.float16):
+        model.train()
+        assert model._cpu_gru_dtype(x) is None  # fp16 autocast: nn.GRU as before
+    # in training, the whole model (embedding, GRU stack, head) matches the nn.GRU path
+    model.train()
+    out_train, st_train = model(ids)
+    model.eval()
+    out_eval, st_eval = model(ids)
+    torch.testing.assert_close(out_train, out_eval, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(st_train, st_eval, atol=1e-5, rtol=1e-5)
+    lstm = CharLM(ModelConfig(vocab_size=50, embed_dim=8, hidden_size=16, num_layers=2))
+    assert lstm._cpu_gru_dtype(x) is None
