@@ -129,7 +129,10 @@ def main() -> None:
                 "kn7_test_bpc": round(kn["test_bpc"], 4),
                 **{f"{c}_val_bpc": round(r["best_val_bpc"], 4) for c, r in rows.items()},
                 **{f"{c}_steps": r["steps"] for c, r in rows.items()},
-                "lstm_beats_baseline": rows.get("lstm", {}).get("best_val_bpc", 99) < kn["val_bpc"],
+                **{
+                    f"{c}_beats_baseline": r["best_val_bpc"] < kn["val_bpc"]
+                    for c, r in rows.items()
+                },
             }
         )
     )
