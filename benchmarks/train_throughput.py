@@ -10,8 +10,8 @@ batch 32, sequence 128. Everything is measured in this run: in rounds, each timi
 reference, our LSTM and our GRU back to back; the median round's ratio is the figure.
 
 Part 2 (skipped with --budget-minutes 0) trains the reference and the faster of our two
-cells (or --cell) for the same wall-clock budget and scores both on the validation split with the same
-evaluation code.
+cells (or --cell) for the same wall-clock budget and scores both on the validation split
+with the same evaluation code.
 
     python benchmarks/train_throughput.py [--data data/prepared/pd1998] [--steps 15] [--rounds 3]
                                           [--budget-minutes 5]

@@ -335,7 +335,7 @@ def test_cpu_gru_equals_nn_gru_in_float32() -> None:
     model, x, state = _gru_case()
     assert model._cpu_gru_dtype(x) == torch.float32
     out_a, st_a = model.rnn(x, state)
-    out_b, st_b = model._cpu_gru(x, state, torch.float32)
+    out_b, st_b = model._layer_by_layer(x, state, torch.float32)
     assert out_b.shape == out_a.shape and st_b.shape == st_a.shape
     torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st_b, st_a, atol=1e-5, rtol=1e-5)
@@ -351,7 +351,7 @@ def test_cpu_gru_bfloat16_stays_within_bf16_error() -> None:
     out_a, st_a = model.rnn(x, state)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model._cpu_gru_dtype(x) == torch.bfloat16
-        out_b, st_b = model._cpu_gru(x, state, torch.bfloat16)
+        out_b, st_b = model._layer_by_layer(x, state, torch.bfloat16)
     assert out_b.dtype == torch.float32  # gate maths and state stay in float32
     ga = _grads(out_a, st_a, model, x, state)
     gb = _grads(out_b, st_b, model, x, state)

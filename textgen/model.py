@@ -248,21 +248,29 @@ class CharLM(nn.Module):
         if ids.dim() != 2:
             raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
         x = self.drop(self.embed(ids))  # (B, T, E)
-        if (gru_dtype := self._cpu_gru_dtype(x)) is not None:
-            out, new_state = self._cpu_gru(x, state, gru_dtype)
-        elif self.training and self.rnn.dropout > 0 and x.device.type == "cpu":
-            out, new_state = self._layer_by_layer(x, state)
+        gru_dtype = self._cpu_gru_dtype(x)
+        if gru_dtype is not None or (
+            self.training and self.rnn.dropout > 0 and x.device.type == "cpu"
+        ):
+            out, new_state = self._layer_by_layer(x, state, gru_dtype)
         else:
             out, new_state = self.rnn(x, state)  # (B, T, H)
         return self.drop(out), self._to_param_dtype(new_state)
 
-    def _layer_by_layer(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+    def _layer_by_layer(
+        self, x: Tensor, state: State | None, gru_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, State]:
         """The stacked RNN one layer at a time, with our Dropout between layers.
 
         On CPU nn.LSTM's own inter-layer dropout uses bernoulli_ (slow, see Dropout). Each
         layer runs through the same op nn.LSTM calls (``torch._VF``; oneDNN runs a stacked RNN
         layer by layer anyway) with that layer's weights, so parameters and checkpoints are
         nn.LSTM's. Without dropout it equals ``self.rnn`` exactly (tested).
+
+        With ``gru_dtype`` (see :meth:`_cpu_gru_dtype`) each GRU layer runs through
+        textgen.cpu_gru instead, its GEMMs in that dtype: nn.GRU has no fused CPU kernel and
+        its training step takes ~2.2x its GEMMs' time, cpu_gru's ~1.5x. Same parameters, same
+        maths (equal to nn.GRU in float32, tested).
         """
         rnn, n_layers = self.rnn, self.config.num_layers
         if state is None:
@@ -278,6 +286,9 @@ class CharLM(nn.Module):
                 h, c = state
                 x, h_l, c_l = torch._VF.lstm(x, (h[layer : layer + 1], c[layer : layer + 1]), *args)
                 cs.append(c_l)
+            elif gru_dtype is not None:  # time-major inside; the transposes are views
+                out, h_l = gru_layer(x.transpose(0, 1), state[layer], weights, gru_dtype)
+                x, h_l = out.transpose(0, 1), h_l[None]
             else:
                 run = torch._VF.gru if self.config.cell == "gru" else torch._VF.rnn_tanh
                 x, h_l = run(x, state[layer : layer + 1], *args)
@@ -286,7 +297,11 @@ class CharLM(nn.Module):
         return x, ((h_n, torch.cat(cs)) if cs else h_n)
 
     def _cpu_gru_dtype(self, x: Tensor) -> torch.dtype | None:
-        """The GEMM dtype for textgen.cpu_gru when it applies (GRU training on CPU), else None."""
+        """The GEMM dtype for textgen.cpu_gru when it applies (GRU training on CPU), else None.
+
+        bf16 under CPU bf16 autocast, float32 without autocast; None (nn.GRU as before) in
+        eval, without grad, under fp16 autocast, off CPU, or for other cells.
+        """
         if not (self.training and self.config.cell == "gru" and x.device.type == "cpu"):
             return None
         if not (torch.is_grad_enabled() and self.rnn.bias):
@@ -295,28 +310,6 @@ class CharLM(nn.Module):
             bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
             return torch.bfloat16 if bf16 else None
         return torch.float32 if x.dtype == torch.float32 else None
-
-    def _cpu_gru(self, x: Tensor, state: State | None, dtype: torch.dtype) -> tuple[Tensor, State]:
-        """The GRU stack through textgen.cpu_gru, one layer at a time, our Dropout between.
-
-        nn.GRU has no fused CPU kernel: its training step takes ~2.2x its GEMMs' time, this
-        one ~1.5x (see textgen/cpu_gru.py). Same parameters, same maths (tested against
-        nn.GRU); the layers run time-major.
-        """
-        rnn, n_layers = self.rnn, self.config.num_layers
-        if state is None:
-            state = self.init_state(x.size(0), x.device)
-        assert isinstance(state, Tensor)
-        per_layer = len(rnn._flat_weights) // n_layers
-        xt = x.transpose(0, 1)  # (T, B, E)
-        last = []
-        for layer in range(n_layers):
-            if layer:
-                xt = self.drop(xt)
-            weights = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]
-            xt, h_l = gru_layer(xt, state[layer], weights, dtype)
-            last.append(h_l)
-        return xt.transpose(0, 1), torch.stack(last)
 
     def _to_param_dtype(self, state: State) -> State:
         # Under autocast LSTM/RNN return bf16 state; keep carried state in float32.
