@@ -228,7 +228,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
 def cmd_train(args: argparse.Namespace) -> int:
     from textgen.data import PreparedCorpus
     from textgen.model import ModelConfig
-    from textgen.train import TrainConfig, Trainer
+    from textgen.train import TrainConfig, Trainer, shutdown_distributed
 
     model_d, train_d = _settings(args)
     model_cfg = ModelConfig.from_dict(
@@ -236,26 +236,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     cfg = TrainConfig.from_dict(train_d)
     trainer = Trainer(args.data, args.out, model_cfg, cfg)
-    if args.resume and not trainer.resume():
-        print(f"no {args.out}/last.pt to resume from: starting afresh", file=sys.stderr)
-    if trainer.dist.main:
-        n_params = sum(p.numel() for p in trainer.model.parameters())
-        print(f"model {json.dumps(model_cfg.to_dict())} ({n_params:,} parameters)")
-        print(
-            f"train {json.dumps(asdict(cfg))} precision={trainer.precision} "
-            f"device={trainer.device} world={trainer.dist.world}"
-        )
-    result = trainer.run()
-    if trainer.dist.main:
-        h = result["health"]
-        print(
-            f"stopped at step {result['step']} ({result['stop_reason']}): val bpc "
-            f"{result['val_bpc']:.4f}, best {result['best_val_bpc']:.4f}; clipped "
-            f"{h['clipped']}/{h['steps']} steps, skipped {h['skipped']} non-finite"
-        )
-        print(f"run folder: {args.out} (last.pt, best.pt, metrics.jsonl, curves.png)")
-        if args.json:
-            print(json.dumps(result))
+    finished = False
+    try:
+        if args.resume and not trainer.resume():
+            print(f"no {args.out}/last.pt to resume from: starting afresh", file=sys.stderr)
+        if trainer.dist.main:
+            n_params = sum(p.numel() for p in trainer.model.parameters())
+            print(f"model {json.dumps(model_cfg.to_dict())} ({n_params:,} parameters)")
+            print(
+                f"train {json.dumps(asdict(cfg))} precision={trainer.precision} "
+                f"device={trainer.device} world={trainer.dist.world}"
+            )
+        result = trainer.run()
+        if trainer.dist.main:
+            h = result["health"]
+            print(
+                f"stopped at step {result['step']} ({result['stop_reason']}): val bpc "
+                f"{result['val_bpc']:.4f}, best {result['best_val_bpc']:.4f}; clipped "
+                f"{h['clipped']}/{h['steps']} steps, skipped {h['skipped']} non-finite"
+            )
+            print(f"run folder: {args.out} (last.pt, best.pt, metrics.jsonl, curves.png)")
+            if args.json:
+                print(json.dumps(result))
+        finished = True
+    finally:
+        shutdown_distributed(wait=finished)
     return 0
 
 

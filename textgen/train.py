@@ -191,6 +191,23 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
+def shutdown_distributed(wait: bool = True) -> None:
+    """Leave the process group before the interpreter exits.
+
+    Exiting with the group still up lets gloo's worker threads outlive the interpreter; a
+    rank that finishes first can then abort ("terminate called without an active
+    exception", SIGABRT) and torchrun reports the whole run as failed. With ``wait`` a
+    barrier keeps a rank from tearing down while another is still saving; after an error
+    there is no wait (the other ranks may never arrive).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 @dataclass
 class Health:
     """Gradient health counters, carried in checkpoints."""
