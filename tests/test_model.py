@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
+import shutil
 
 import pytest
 import torch
 
+from textgen import cpu_gru, native
 from textgen.model import CELLS, SOFTMAXES, CharLM, Dropout, ModelConfig
 
 V, H, L, B, T = 7, 8, 2, 3, 5
@@ -329,7 +333,25 @@ def _grads(out: torch.Tensor, last: torch.Tensor, model: CharLM, x, state) -> li
     return list(torch.autograd.grad(loss, [x, state, *model.rnn.parameters()]))
 
 
-def test_cpu_gru_equals_nn_gru_in_float32() -> None:
+@pytest.fixture(params=["python", "native"])
+def gru_loops(request, monkeypatch):
+    """Run textgen.cpu_gru with its Python loops or its C++ loops (textgen/csrc)."""
+    if request.param == "python":
+        monkeypatch.setattr(cpu_gru, "cpu_gru_ops", lambda: None)
+    elif native.cpu_gru_ops() is None:
+        if _can_build():
+            pytest.fail("a C++ compiler and ninja are here, but the GRU kernel did not build")
+        pytest.skip("no C++ compiler or ninja: the C++ loops cannot be built here")
+    return request.param
+
+
+def _can_build() -> bool:
+    return bool(
+        shutil.which("c++") and (shutil.which("ninja") or importlib.util.find_spec("ninja"))
+    )
+
+
+def test_cpu_gru_equals_nn_gru_in_float32(gru_loops) -> None:
     # GRU training on CPU runs textgen.cpu_gru (hand-written backward): in float32 it must
     # give nn.GRU's outputs, final states and gradients (inputs, state, every weight)
     model, x, state = _gru_case()
@@ -346,7 +368,7 @@ def test_cpu_gru_equals_nn_gru_in_float32() -> None:
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
-def test_cpu_gru_bfloat16_stays_within_bf16_error() -> None:
+def test_cpu_gru_bfloat16_stays_within_bf16_error(gru_loops) -> None:
     model, x, state = _gru_case(layers=2)
     out_a, st_a = model.rnn(x, state)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -358,6 +380,44 @@ def test_cpu_gru_bfloat16_stays_within_bf16_error() -> None:
     for a, b in [(out_a, out_b), (st_a, st_b), *zip(ga, gb, strict=True)]:
         assert b.dtype == a.dtype
         assert ((b - a).norm() / a.norm()).item() < 2e-2
+
+
+def test_native_gru_loops_equal_the_python_loops() -> None:
+    # the C++ loops against the Python ones at a size where oneDNN packs the weights, with
+    # states large enough to saturate gates; float32 to float rounding, bf16 to its error
+    if native.cpu_gru_ops() is None:
+        pytest.skip("the C++ loops cannot be built here")
+    torch.manual_seed(1)
+    steps, batch, n_in, h = 9, 6, 40, 64
+    weights = [torch.randn(3 * h, n_in) * 0.3, torch.randn(3 * h, h) * 0.3,
+               torch.randn(3 * h), torch.randn(3 * h)]  # fmt: skip
+    for w in weights:
+        w.requires_grad_()
+    x = torch.randn(steps, batch, n_in, requires_grad=True)
+    h0 = (torch.randn(batch, h) * 2).requires_grad_()
+    g_out = torch.randn(steps, batch, h)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        results = []
+        for use_native in (False, True):
+            out, last = cpu_gru.gru_layer(x, h0, weights, dtype, native=use_native)
+            loss = (out * g_out).sum() + last.pow(2).sum()
+            results.append([out, last, *torch.autograd.grad(loss, [x, h0, *weights])])
+        for a, b in zip(*results, strict=True):
+            assert ((b - a).norm() / a.norm()).item() < tol, dtype
+
+
+def test_native_build_failure_falls_back_with_the_compiler_error(tmp_path, monkeypatch, caplog):
+    if not _can_build():
+        pytest.skip("no C++ compiler or ninja")
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("int f() { return undefined_name_here; }\n")
+    monkeypatch.setattr(native, "GRU_SOURCE", broken)
+    monkeypatch.setenv("TEXTGEN_NATIVE_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="textgen.native"):
+        assert native.cpu_gru_ops.__wrapped__() is None
+    assert "undefined_name_here" in caplog.text and "Python loop" in caplog.text
+    monkeypatch.setenv("TEXTGEN_NATIVE", "0")
+    assert native.cpu_gru_ops.__wrapped__() is None  # switched off: not even tried
 
 
 def test_cpu_gru_runs_only_when_training_with_grad() -> None:

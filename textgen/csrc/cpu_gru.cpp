@@ -1,0 +1,257 @@
+// The time loops of one GRU layer's forward and backward for training on CPU (textgen.cpu_gru).
+//
+// Per time step the forward runs one GEMM (h W_hh^T + b_hh, through ATen) and one fused pass
+// over the gates; the backward one fused pass and one GEMM. Without this, every gate operation is
+// a separate ATen call with its own dispatch and thread wake-up, and those small calls cost about
+// as much as the GEMMs themselves at batch 32, hidden 512 (see benchmarks/rnn_ceiling.py).
+//
+// Maths (PyTorch's GRU, gate order r, z, n):
+//   r = s(x_r + b_ir + p_r)  z = s(x_z + b_iz + p_z)  n = tanh(x_n + b_in + r * p_n)
+//   h' = n + z * (h - n)     where p = h W_hh^T + b_hh, x = x W_ih^T (without bias)
+// The GEMM dtype D is float or bfloat16 (stored as uint16_t); gate maths, the carried state and
+// the bias gradients are float32.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+// exp for float without branches, so that loops using it vectorise (Cephes-style: 2^n * e^r,
+// |r| <= ln2/2, degree-6 polynomial; about 1 ulp). Inputs are clamped to the finite range.
+inline float fexp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float t = x * 1.44269504088896341f + magic;
+  const int32_t n_int = __builtin_bit_cast(int32_t, t) - 0x4B400000;
+  const float n = t - magic;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * __builtin_bit_cast(float, (n_int + 127) << 23);
+}
+inline float sigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
+inline float tanh_(float x) { return 2.0f / (1.0f + fexp(-2.0f * x)) - 1.0f; }
+
+inline float load(float v) { return v; }
+inline float load(uint16_t v) { return __builtin_bit_cast(float, static_cast<uint32_t>(v) << 16); }
+inline void store(float& d, float v) { d = v; }
+inline void store(uint16_t& d, float v) {  // round to nearest even, as c10::BFloat16 does
+  uint32_t b = __builtin_bit_cast(uint32_t, v);
+  b += 0x7FFFu + ((b >> 16) & 1u);
+  d = static_cast<uint16_t>(b >> 16);
+}
+
+template <typename D>
+D* ptr(const at::Tensor& t) {
+  if constexpr (std::is_same_v<D, float>) {
+    return t.data_ptr<float>();
+  } else {
+    return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+  }
+}
+
+// x (B, K) @ w^T for w (N, K) given as oneDNN-packed (torch.ops.mkldnn._reorder_linear_weight):
+// a packed weight saves oneDNN reordering it on every call, which at batch 32 costs about a
+// third of the GEMM. Without one, w_plain (N, K) through at::mm.
+at::Tensor gemm(const at::Tensor& x, const std::optional<at::Tensor>& packed, const at::Tensor& w_plain) {
+  if (!packed.has_value()) return at::mm(x, w_plain.t());
+  static const c10::OperatorHandle op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  std::vector<c10::IValue> stack{x, *packed, c10::IValue(), std::string("none"),
+                                 c10::List<std::optional<at::Scalar>>(), std::string("")};
+  op.callBoxed(&stack);
+  return stack[0].toTensor();
+}
+
+// Columns [j0, j1) of one row b of one forward step.
+template <typename D>
+void forward_cols(int64_t H, int64_t j0, int64_t j1, const D* __restrict x, const float* __restrict bih,
+                  const D* __restrict p, const float* __restrict bhh, const float* __restrict h,
+                  float* __restrict rz, float* __restrict n_out, float* __restrict pn_out,
+                  float* __restrict h_out, D* __restrict hd_out) noexcept {
+#pragma GCC ivdep
+  for (int64_t j = j0; j < j1; ++j) {
+    const float r = sigmoid(load(x[j]) + bih[j] + load(p[j]) + bhh[j]);
+    const float z = sigmoid(load(x[H + j]) + bih[H + j] + load(p[H + j]) + bhh[H + j]);
+    const float pn = load(p[2 * H + j]) + bhh[2 * H + j];
+    const float n = tanh_(load(x[2 * H + j]) + bih[2 * H + j] + r * pn);
+    const float hv = n + z * (h[j] - n);
+    rz[j] = r;
+    rz[H + j] = z;
+    n_out[j] = n;
+    pn_out[j] = pn;
+    h_out[j] = hv;
+    store(hd_out[j], hv);
+  }
+}
+
+// Columns [j0, j1) of one row of one backward step; accumulates the bias gradients.
+template <typename D>
+void backward_cols(int64_t H, int64_t j0, int64_t j1, const float* __restrict d_out,
+                   const float* __restrict carry, const float* __restrict rz, const float* __restrict n_in,
+                   const float* __restrict pn, const float* __restrict h_prev, float* __restrict dh_out,
+                   D* __restrict dp, D* __restrict dx, float* __restrict db_ih,
+                   float* __restrict db_hh) noexcept {
+#pragma GCC ivdep
+  for (int64_t j = j0; j < j1; ++j) {
+    const float r = rz[j], z = rz[H + j], n = n_in[j];
+    const float dh = d_out[j] + carry[j];
+    const float dn = dh * (1.0f - n * n) * (1.0f - z);  // d(x_n + b_in + r * p_n)
+    const float dr = dn * pn[j] * r * (1.0f - r);
+    const float dz = dh * (h_prev[j] - n) * z * (1.0f - z);
+    const float dpn = dn * r;
+    dh_out[j] = dh;
+    store(dp[j], dr);
+    store(dp[H + j], dz);
+    store(dp[2 * H + j], dpn);
+    store(dx[j], dr);
+    store(dx[H + j], dz);
+    store(dx[2 * H + j], dn);
+    db_ih[j] += dr;
+    db_ih[H + j] += dz;
+    db_ih[2 * H + j] += dn;
+    db_hh[j] += dr;
+    db_hh[H + j] += dz;
+    db_hh[2 * H + j] += dpn;
+  }
+}
+
+void check(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dim) {
+  TORCH_CHECK(t.device().is_cpu(), "cpu_gru: ", name, " must be on the CPU");
+  TORCH_CHECK(t.is_contiguous(), "cpu_gru: ", name, " must be contiguous");
+  TORCH_CHECK(t.scalar_type() == dtype, "cpu_gru: ", name, " must be ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dim, "cpu_gru: ", name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+template <typename D>
+std::vector<at::Tensor> forward_impl(const at::Tensor& xp, const at::Tensor& b_ih, const at::Tensor& w_hh,
+                                     const std::optional<at::Tensor>& w_hh_packed, const at::Tensor& b_hh,
+                                     const at::Tensor& h0) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  const auto f32 = h0.options();
+  auto rz = at::empty({T, B, 2 * H}, f32), n = at::empty({T, B, H}, f32), pn = at::empty({T, B, H}, f32);
+  auto hs = at::empty({T + 1, B, H}, f32);
+  auto hsd = std::is_same_v<D, float> ? hs : at::empty({T + 1, B, H}, xp.options());
+  hs[0].copy_(h0);
+  if (!std::is_same_v<D, float>) hsd[0].copy_(h0);
+  const float* bih = b_ih.data_ptr<float>();
+  const float* bhh = b_hh.data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    const at::Tensor p = gemm(hsd[t], w_hh_packed, w_hh);  // (B, 3H) = h W_hh^T
+    TORCH_CHECK(p.is_contiguous() && p.scalar_type() == xp.scalar_type(), "cpu_gru: unexpected GEMM output");
+    const D* xt = ptr<D>(xp[t]);
+    const D* pt = ptr<D>(p);
+    const float* ht = hs[t].data_ptr<float>();
+    float* rzt = rz[t].data_ptr<float>();
+    float* nt = n[t].data_ptr<float>();
+    float* pnt = pn[t].data_ptr<float>();
+    float* ho = hs[t + 1].data_ptr<float>();
+    D* hdo = ptr<D>(hsd[t + 1]);
+    at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t b = 0; b < B; ++b)
+        forward_cols<D>(H, j0, j1, xt + b * 3 * H, bih, pt + b * 3 * H, bhh, ht + b * H, rzt + b * 2 * H,
+                        nt + b * H, pnt + b * H, ho + b * H, hdo + b * H);
+    });
+  }
+  return {rz, n, pn, hs, hsd};
+}
+
+template <typename D>
+std::vector<at::Tensor> backward_impl(const at::Tensor& d_out, const at::Tensor& d_last, const at::Tensor& rz,
+                                      const at::Tensor& n, const at::Tensor& pn, const at::Tensor& hs,
+                                      const at::Tensor& w_hh_t, const std::optional<at::Tensor>& w_hh_t_packed) {
+  const int64_t T = n.size(0), B = n.size(1), H = n.size(2);
+  const auto f32 = n.options(), d_opt = w_hh_t.options();
+  auto dp = at::empty({T, B, 3 * H}, d_opt), dx = at::empty({T, B, 3 * H}, d_opt);
+  auto db_ih = at::zeros({3 * H}, f32), db_hh = at::zeros({3 * H}, f32);
+  auto carry = d_last.clone(), dh = at::empty({B, H}, f32);
+  float* bi = db_ih.data_ptr<float>();
+  float* bh = db_hh.data_ptr<float>();
+  float* c = carry.data_ptr<float>();
+  float* dhp = dh.data_ptr<float>();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const float* o = d_out[t].data_ptr<float>();
+    const float* rzt = rz[t].data_ptr<float>();
+    const float* nt = n[t].data_ptr<float>();
+    const float* pnt = pn[t].data_ptr<float>();
+    const float* hprev = hs[t].data_ptr<float>();
+    D* dpt = ptr<D>(dp[t]);
+    D* dxt = ptr<D>(dx[t]);
+    at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t b = 0; b < B; ++b)
+        backward_cols<D>(H, j0, j1, o + b * H, c + b * H, rzt + b * 2 * H, nt + b * H, pnt + b * H,
+                         hprev + b * H, dhp + b * H, dpt + b * 3 * H, dxt + b * 3 * H, bi, bh);
+    });
+    const at::Tensor g = gemm(dp[t], w_hh_t_packed, w_hh_t);  // (B, H): d h_{t-1} through W_hh
+    TORCH_CHECK(g.is_contiguous(), "cpu_gru: unexpected GEMM output");
+    const D* gp = ptr<D>(g);
+    for (int64_t b = 0; b < B; ++b) {
+      const float* z = rzt + b * 2 * H + H;
+      for (int64_t j = 0; j < H; ++j) c[b * H + j] = load(gp[b * H + j]) + dhp[b * H + j] * z[j];
+    }
+  }
+  return {dp, dx, db_ih, db_hh, carry};
+}
+
+// xp (T,B,3H) = x W_ih^T in D; b_ih (3H) f32; w_hh (3H,H) in D (and optionally oneDNN-packed);
+// b_hh (3H) f32; h0 (B,H) f32. Returns rz (T,B,2H), n (T,B,H), p_n (T,B,H) = h W_hn^T + b_hn,
+// hs (T+1,B,H) in f32, and hs in D (the same tensor for float).
+std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& b_ih, const at::Tensor& w_hh,
+                                    const std::optional<at::Tensor>& w_hh_packed, const at::Tensor& b_hh,
+                                    const at::Tensor& h0) {
+  const auto dt = xp.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_gru: GEMM dtype must be float32 or bfloat16");
+  check(xp, "xp", dt, 3);
+  check(b_ih, "b_ih", at::kFloat, 1);
+  check(w_hh, "w_hh", dt, 2);
+  check(b_hh, "b_hh", at::kFloat, 1);
+  check(h0, "h0", at::kFloat, 2);
+  const int64_t H = h0.size(1);
+  TORCH_CHECK(xp.size(2) == 3 * H && w_hh.size(0) == 3 * H && w_hh.size(1) == H && b_ih.size(0) == 3 * H &&
+                  b_hh.size(0) == 3 * H && h0.size(0) == xp.size(1),
+              "cpu_gru: shapes do not match: xp ", xp.sizes(), ", w_hh ", w_hh.sizes(), ", h0 ", h0.sizes());
+  return dt == at::kFloat ? forward_impl<float>(xp, b_ih, w_hh, w_hh_packed, b_hh, h0)
+                          : forward_impl<uint16_t>(xp, b_ih, w_hh, w_hh_packed, b_hh, h0);
+}
+
+// d_out (T,B,H) and d_last (B,H) f32, the forward's rz, n, p_n and hs (f32), and W_hh^T (H,3H) in
+// the GEMM dtype (optionally packed). Returns d p (T,B,3H) and d xp (T,B,3H) in the GEMM dtype,
+// d b_ih (3H), d b_hh (3H) and d h0 (B,H) in f32.
+std::vector<at::Tensor> gru_backward(const at::Tensor& d_out, const at::Tensor& d_last, const at::Tensor& rz,
+                                     const at::Tensor& n, const at::Tensor& pn, const at::Tensor& hs,
+                                     const at::Tensor& w_hh_t, const std::optional<at::Tensor>& w_hh_t_packed) {
+  const auto dt = w_hh_t.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_gru: GEMM dtype must be float32 or bfloat16");
+  check(d_out, "d_out", at::kFloat, 3);
+  check(d_last, "d_last", at::kFloat, 2);
+  check(rz, "rz", at::kFloat, 3);
+  check(n, "n", at::kFloat, 3);
+  check(pn, "p_n", at::kFloat, 3);
+  check(hs, "hs", at::kFloat, 3);
+  check(w_hh_t, "w_hh_t", dt, 2);
+  TORCH_CHECK(d_out.sizes() == n.sizes() && d_last.sizes() == n[0].sizes() && pn.sizes() == n.sizes(),
+              "cpu_gru: gradient shapes do not match the forward's: d_out ", d_out.sizes(), ", n ", n.sizes());
+  return dt == at::kFloat ? backward_impl<float>(d_out, d_last, rz, n, pn, hs, w_hh_t, w_hh_t_packed)
+                          : backward_impl<uint16_t>(d_out, d_last, rz, n, pn, hs, w_hh_t, w_hh_t_packed);
+}
+
+}  // namespace
+
+// Registered for every backend key (not only CPU): the packed weights are oneDNN tensors.
+TORCH_LIBRARY(textgen_cpu_gru, m) {
+  m.def("forward(Tensor xp, Tensor b_ih, Tensor w_hh, Tensor? w_hh_packed, Tensor b_hh, Tensor h0) -> Tensor[]",
+        &gru_forward);
+  m.def(
+      "backward(Tensor d_out, Tensor d_last, Tensor rz, Tensor n, Tensor p_n, Tensor hs, Tensor w_hh_t, "
+      "Tensor? w_hh_t_packed) -> Tensor[]",
+      &gru_backward);
+}
