@@ -16,6 +16,11 @@ a better fused RNN kernel could win. In fp32 oneDNN's LSTM beats the sum of sepa
 ``torch.mm`` calls, so there it is no floor. An LSTM has 4 gates, a GRU 3: three quarters
 of the GEMM work.
 
+For the GRU it also times textgen.cpu_gru, which CharLM trains with on CPU (its C++ loops
+where they build, else its Python loops; the line says which). Its recurrent GEMMs run on
+a prepacked W_hh, about a third faster than ``torch.mm`` at batch 32, so it can come close
+to the bf16 sum or under it.
+
     python benchmarks/rnn_ceiling.py [--threads 2] [--repeats 20] [--cells lstm,gru]
 """
 
@@ -98,6 +103,28 @@ def rnn_measured(cell: str, repeats: int, autocast: bool) -> float:
     return timed(run, repeats)
 
 
+def cpu_gru_measured(repeats: int, dtype: torch.dtype) -> tuple[float, str]:
+    """Median seconds of textgen.cpu_gru forward + backward (nn.GRU's weights), and which loops."""
+    from textgen.cpu_gru import gru_layer
+    from textgen.native import cpu_gru_ops
+
+    torch.manual_seed(0)
+    rnn = nn.GRU(EMBED, HIDDEN, LAYERS)
+    x = torch.randn(SEQ, BATCH, EMBED, requires_grad=True)  # time-major, as cpu_gru takes it
+    h0 = torch.zeros(BATCH, HIDDEN)
+
+    def run() -> None:
+        rnn.zero_grad(set_to_none=True)
+        x.grad = None
+        out = x
+        for layer in range(LAYERS):
+            out, _ = gru_layer(out, h0, rnn._flat_weights[4 * layer : 4 * layer + 4], dtype)
+        out.sum().backward()
+
+    loops = "C++ loops" if cpu_gru_ops() is not None else "Python loops"
+    return timed(run, repeats), loops
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +152,11 @@ def main() -> None:
                   f"  ({gflop / bound:.0f} GFLOP/s)")  # fmt: skip
             print(f"  {'nn.' + cell.upper() + ' forward + backward, measured':<62} {real * 1e3:7.1f} ms"
                   f"  ({gflop / real:.0f} GFLOP/s; GEMM sum / measured {bound / real:.0%})")  # fmt: skip
+            if cell == "gru":
+                ours, loops = cpu_gru_measured(args.repeats, dtype)
+                label = f"textgen.cpu_gru ({loops}) forward + backward, measured"
+                print(f"  {label:<62} {ours * 1e3:7.1f} ms  ({gflop / ours:.0f} GFLOP/s; "
+                      f"GEMM sum / measured {bound / ours:.0%})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -200,12 +200,15 @@ def _losses(run_dir):
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
 
 
-def test_kill_9_and_resume_equals_uninterrupted(tmp_path, prepared):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])  # the GRU trains through textgen.cpu_gru
+def test_kill_9_and_resume_equals_uninterrupted(tmp_path, prepared, cell):
     common = [
         "train",
         "--data",
         str(prepared),
         *TINY,
+        "--cell",
+        cell,
         "--max-steps",
         "400",
         "--eval-every",

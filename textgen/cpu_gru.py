@@ -21,7 +21,9 @@ maths and the carried state in float32, which is more precise than autocast's nn
 The time loops run in C++ (``textgen/csrc/cpu_gru.cpp``, built on first use by
 textgen.native: one GEMM and one fused gate pass per step) where a compiler is available,
 else in Python below (about five small ATen calls per step besides the GEMM). Both give the
-same results (tested); the C++ loops make the benchmark's training step ~25% faster.
+same results (tested). At the throughput benchmark's shape the C++ loops take forward +
+backward of two layers from ~416 ms (nn.GRU) to ~261 ms, against ~195 ms for the GEMMs
+alone (bf16, ``python benchmarks/rnn_ceiling.py --cells gru``).
 """
 
 from __future__ import annotations

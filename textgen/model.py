@@ -269,8 +269,9 @@ class CharLM(nn.Module):
 
         With ``gru_dtype`` (see :meth:`_cpu_gru_dtype`) each GRU layer runs through
         textgen.cpu_gru instead, its GEMMs in that dtype: nn.GRU has no fused CPU kernel and
-        its training step takes ~2.2x its GEMMs' time, cpu_gru's ~1.5x. Same parameters, same
-        maths (equal to nn.GRU in float32, tested).
+        its forward + backward take ~2.1x its GEMMs' time, cpu_gru's C++ loops ~1.3x
+        (bf16, benchmarks/rnn_ceiling.py). Same parameters, same maths (equal to nn.GRU in
+        float32, tested).
         """
         rnn, n_layers = self.rnn, self.config.num_layers
         if state is None:
