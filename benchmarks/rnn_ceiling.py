@@ -16,10 +16,10 @@ a better fused RNN kernel could win. In fp32 oneDNN's LSTM beats the sum of sepa
 ``torch.mm`` calls, so there it is no floor. An LSTM has 4 gates, a GRU 3: three quarters
 of the GEMM work.
 
-For the GRU it also times textgen.cpu_gru, which CharLM trains with on CPU (its C++ loops
-where they build, else its Python loops; the line says which). Its recurrent GEMMs run on
-a prepacked W_hh, about a third faster than ``torch.mm`` at batch 32, so it can come close
-to the bf16 sum or under it.
+It also times textgen.cpu_gru and textgen.cpu_lstm, which CharLM trains with on CPU
+(cpu_gru's C++ loops where they build, else its Python loops, as the line says; cpu_lstm
+only where the C++ loops build). Their recurrent GEMMs run on a prepacked W_hh, about a
+third faster than ``torch.mm`` at batch 32, so they can come close to the sum or under it.
 
     python benchmarks/rnn_ceiling.py [--threads 2] [--repeats 20] [--cells lstm,gru]
 """
@@ -103,14 +103,18 @@ def rnn_measured(cell: str, repeats: int, autocast: bool) -> float:
     return timed(run, repeats)
 
 
-def cpu_gru_measured(repeats: int, dtype: torch.dtype) -> tuple[float, str]:
-    """Median seconds of textgen.cpu_gru forward + backward (nn.GRU's weights), and which loops."""
+def textgen_measured(cell: str, repeats: int, dtype: torch.dtype) -> tuple[float, str] | None:
+    """Median seconds of textgen.cpu_gru / cpu_lstm forward + backward and which loops ran;
+    None for an LSTM without the C++ loops (CharLM then trains it through nn.LSTM)."""
     from textgen.cpu_gru import gru_layer
-    from textgen.native import cpu_gru_ops
+    from textgen.cpu_lstm import lstm_layer
+    from textgen.native import load
 
+    if cell == "lstm" and not load():
+        return None
     torch.manual_seed(0)
-    rnn = nn.GRU(EMBED, HIDDEN, LAYERS)
-    x = torch.randn(SEQ, BATCH, EMBED, requires_grad=True)  # time-major, as cpu_gru takes it
+    rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](EMBED, HIDDEN, LAYERS)
+    x = torch.randn(SEQ, BATCH, EMBED, requires_grad=True)  # time-major, as they take it
     h0 = torch.zeros(BATCH, HIDDEN)
 
     def run() -> None:
@@ -118,11 +122,14 @@ def cpu_gru_measured(repeats: int, dtype: torch.dtype) -> tuple[float, str]:
         x.grad = None
         out = x
         for layer in range(LAYERS):
-            out, _ = gru_layer(out, h0, rnn._flat_weights[4 * layer : 4 * layer + 4], dtype)
+            weights = rnn._flat_weights[4 * layer : 4 * layer + 4]
+            if cell == "gru":
+                out, _ = gru_layer(out, h0, weights, dtype)
+            else:
+                out, _, _ = lstm_layer(out, h0, h0, weights, dtype)
         out.sum().backward()
 
-    loops = "C++ loops" if cpu_gru_ops() is not None else "Python loops"
-    return timed(run, repeats), loops
+    return timed(run, repeats), ("C++ loops" if load() else "Python loops")
 
 
 def main() -> None:
@@ -152,9 +159,10 @@ def main() -> None:
                   f"  ({gflop / bound:.0f} GFLOP/s)")  # fmt: skip
             print(f"  {'nn.' + cell.upper() + ' forward + backward, measured':<62} {real * 1e3:7.1f} ms"
                   f"  ({gflop / real:.0f} GFLOP/s; GEMM sum / measured {bound / real:.0%})")  # fmt: skip
-            if cell == "gru":
-                ours, loops = cpu_gru_measured(args.repeats, dtype)
-                label = f"textgen.cpu_gru ({loops}) forward + backward, measured"
+            measured = textgen_measured(cell, args.repeats, dtype)
+            if measured is not None:
+                ours, loops = measured
+                label = f"textgen.cpu_{cell} ({loops}) forward + backward, measured"
                 print(f"  {label:<62} {ours * 1e3:7.1f} ms  ({gflop / ours:.0f} GFLOP/s; "
                       f"GEMM sum / measured {bound / ours:.0%})")  # fmt: skip
 

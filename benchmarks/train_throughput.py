@@ -4,7 +4,8 @@ The reference trains the way the well-known PyTorch word-language-model example 
 nn.Embedding -> nn.LSTM -> nn.Linear with a full softmax in fp32, sequence-first batches,
 hidden state repackaged between chunks, clip_grad_norm_ 0.25 and a manual SGD update (lr 20).
 Ours: textgen's Trainer (adaptive softmax, bf16 autocast where the CPU has it, AdamW; on
-CPU the GRU runs textgen.cpu_gru, a GRU layer with a hand-written backward).
+CPU the GRU runs textgen.cpu_gru and, under bf16 autocast, the LSTM textgen.cpu_lstm: layers
+with hand-written backwards whose time loops run in C++ where textgen.native built them).
 Same data (the prepared default corpus), same sizes: embedding 256, hidden 512, 2 layers,
 batch 32, sequence 128. Everything is measured in this run: in rounds, each timing the
 reference, our LSTM and our GRU back to back; the median round's ratio is the figure.

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from textgen import cpu_gru, native
+from textgen import model as model_module
 from textgen.model import CELLS, SOFTMAXES, CharLM, Dropout, ModelConfig
 
 V, H, L, B, T = 7, 8, 2, 3, 5
@@ -355,7 +356,7 @@ def test_cpu_gru_equals_nn_gru_in_float32(gru_loops) -> None:
     # GRU training on CPU runs textgen.cpu_gru (hand-written backward): in float32 it must
     # give nn.GRU's outputs, final states and gradients (inputs, state, every weight)
     model, x, state = _gru_case()
-    assert model._cpu_gru_dtype(x) == torch.float32
+    assert model._cpu_rnn_dtype(x) == torch.float32
     out_a, st_a = model.rnn(x, state)
     out_b, st_b = model._layer_by_layer(x, state, torch.float32)
     assert out_b.shape == out_a.shape and st_b.shape == st_a.shape
@@ -372,7 +373,7 @@ def test_cpu_gru_bfloat16_stays_within_bf16_error(gru_loops) -> None:
     model, x, state = _gru_case(layers=2)
     out_a, st_a = model.rnn(x, state)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model._cpu_gru_dtype(x) == torch.bfloat16
+        assert model._cpu_rnn_dtype(x) == torch.bfloat16
         out_b, st_b = model._layer_by_layer(x, state, torch.bfloat16)
     assert out_b.dtype == torch.float32  # gate maths and state stay in float32
     ga = _grads(out_a, st_a, model, x, state)
@@ -411,26 +412,26 @@ def test_native_build_failure_falls_back_with_the_compiler_error(tmp_path, monke
         pytest.skip("no C++ compiler or ninja")
     broken = tmp_path / "broken.cpp"
     broken.write_text("int f() { return undefined_name_here; }\n")
-    monkeypatch.setattr(native, "GRU_SOURCE", broken)
+    monkeypatch.setattr(native, "SOURCES", [broken])
     monkeypatch.setenv("TEXTGEN_NATIVE_CACHE", str(tmp_path / "cache"))
     with caplog.at_level(logging.WARNING, logger="textgen.native"):
-        assert native.cpu_gru_ops.__wrapped__() is None
+        assert native.load.__wrapped__() is False
     assert "undefined_name_here" in caplog.text and "Python loop" in caplog.text
     monkeypatch.setenv("TEXTGEN_NATIVE", "0")
-    assert native.cpu_gru_ops.__wrapped__() is None  # switched off: not even tried
+    assert native.load.__wrapped__() is False  # switched off: not even tried
 
 
 def test_cpu_gru_runs_only_when_training_with_grad() -> None:
     model, x, _ = _gru_case(layers=2)
     ids = torch.randint(0, 50, (2, 5))
-    assert model._cpu_gru_dtype(x) == torch.float32
+    assert model._cpu_rnn_dtype(x) == torch.float32
     with torch.no_grad():
-        assert model._cpu_gru_dtype(x) is None
+        assert model._cpu_rnn_dtype(x) is None
     model.eval()
-    assert model._cpu_gru_dtype(x) is None
+    assert model._cpu_rnn_dtype(x) is None
     with torch.autocast("cpu", dtype=torch.float16):
         model.train()
-        assert model._cpu_gru_dtype(x) is None  # fp16 autocast: nn.GRU as before
+        assert model._cpu_rnn_dtype(x) is None  # fp16 autocast: nn.GRU as before
     # in training, the whole model (embedding, GRU stack, head) matches the nn.GRU path
     model.train()
     out_train, st_train = model(ids)
@@ -438,5 +439,67 @@ def test_cpu_gru_runs_only_when_training_with_grad() -> None:
     out_eval, st_eval = model(ids)
     torch.testing.assert_close(out_train, out_eval, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st_train, st_eval, atol=1e-5, rtol=1e-5)
-    lstm = CharLM(ModelConfig(vocab_size=50, embed_dim=8, hidden_size=16, num_layers=2))
-    assert lstm._cpu_gru_dtype(x) is None
+    rnn = CharLM(ModelConfig(vocab_size=50, cell="rnn", embed_dim=8, hidden_size=16))
+    assert rnn._cpu_rnn_dtype(x) is None
+
+
+def _lstm_case(layers: int = 3):
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=50, cell="lstm", embed_dim=8, hidden_size=16,
+                               num_layers=layers, dropout=0.0))  # fmt: skip
+    x = model.embed(torch.randint(0, 50, (4, 7))).detach().requires_grad_()
+    h0 = (torch.randn(layers, 4, 16) * 0.5).requires_grad_()
+    c0 = (torch.randn(layers, 4, 16) * 2).requires_grad_()
+    return model, x, (h0, c0)
+
+
+def _lstm_grads(out, state, model, x, state0) -> list[torch.Tensor]:
+    g_out = torch.linspace(-1, 1, out.numel()).view_as(out)
+    loss = (out.float() * g_out).sum() + state[0].float().pow(2).sum() + state[1].float().sum()
+    return list(torch.autograd.grad(loss, [x, *state0, *model.rnn.parameters()]))
+
+
+@pytest.fixture
+def lstm_loops(monkeypatch):
+    if native.cpu_lstm_ops() is None:
+        if _can_build():
+            pytest.fail("a C++ compiler and ninja are here, but the LSTM kernel did not build")
+        pytest.skip("no C++ compiler or ninja: the LSTM trains through nn.LSTM's kernel")
+
+
+def test_cpu_lstm_equals_nn_lstm_in_float32(lstm_loops) -> None:
+    # textgen.cpu_lstm (LSTM training on CPU under bf16 autocast) in float32 must give
+    # nn.LSTM's outputs, final (h, c) and gradients (inputs, h0, c0, every weight)
+    model, x, state = _lstm_case()
+    assert model._cpu_rnn_dtype(x) is None  # float32 training keeps nn.LSTM (it was faster)
+    out_a, st_a = model.rnn(x, state)
+    out_b, st_b = model._layer_by_layer(x, state, torch.float32)
+    torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
+    for a, b in zip(st_a, st_b, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    ga = _lstm_grads(out_a, st_a, model, x, state)
+    gb = _lstm_grads(out_b, st_b, model, x, state)
+    assert len(ga) == 3 + 4 * 3
+    for a, b in zip(ga, gb, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_cpu_lstm_bfloat16_stays_within_bf16_error(lstm_loops) -> None:
+    model, x, state = _lstm_case(layers=2)
+    out_a, st_a = model.rnn(x, state)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model._cpu_rnn_dtype(x) == torch.bfloat16
+        out_b, st_b = model._layer_by_layer(x, state, torch.bfloat16)
+    assert out_b.dtype == torch.float32  # gate maths and state stay in float32
+    ga = _lstm_grads(out_a, st_a, model, x, state)
+    gb = _lstm_grads(out_b, st_b, model, x, state)
+    for a, b in [(out_a, out_b), *zip(st_a, st_b, strict=True), *zip(ga, gb, strict=True)]:
+        assert b.dtype == a.dtype
+        assert ((b - a).norm() / a.norm()).item() < 2e-2
+
+
+def test_lstm_without_the_kernels_trains_through_nn_lstm(monkeypatch) -> None:
+    model, x, _ = _lstm_case(layers=2)
+    monkeypatch.setattr(model_module, "cpu_lstm_ops", lambda: None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model._cpu_rnn_dtype(x) is None

@@ -54,7 +54,7 @@ class GRULayer(torch.autograd.Function):
         return (*(g.to(d) for g, d in zip(grads, ctx.grad_dtypes, strict=True)), None, None)
 
 
-def _pack(w: Tensor, batch: int) -> Tensor | None:
+def pack(w: Tensor, batch: int) -> Tensor | None:
     """w (N, K) in oneDNN's blocked layout for GEMMs of `batch` rows, or None where unsupported.
 
     oneDNN otherwise reorders the weight on every call: at batch 32 a third of a recurrent
@@ -76,7 +76,7 @@ def _forward_native(ctx: Any, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
     xd = x.to(dt).contiguous()
     xp = torch.mm(xd.view(steps * batch, n_in), wih.t()).view(steps, batch, -1)  # b_ih: in C++
     rz, n, p_n, hs, hs_d = cpu_gru_ops().forward(
-        xp, b_ih.to(f32).contiguous(), whh, _pack(whh, batch), b_hh.to(f32).contiguous(),
+        xp, b_ih.to(f32).contiguous(), whh, pack(whh, batch), b_hh.to(f32).contiguous(),
         h0.to(f32).contiguous(),
     )  # fmt: skip
     ctx.save_for_backward(xd, wih, whh, rz, n, p_n, hs, hs_d)
@@ -92,7 +92,7 @@ def _backward_native(ctx: Any, d_out: Tensor | None, d_last: Tensor | None) -> t
     whh_t = whh.t().contiguous()  # (H, 3H): d h_{t-1} = d p_t @ W_hh
     # d(h W_hh + b_hh) and d(x W_ih + b_ih) for every step, the bias gradients, d h0
     dp, dx, db_ih, db_hh, d_h0 = cpu_gru_ops().backward(
-        d_out, d_last, rz, n, p_n, hs, whh_t, _pack(whh_t, batch)
+        d_out, d_last, rz, n, p_n, hs, whh_t, pack(whh_t, batch)
     )
     n_in = xd.shape[-1]
     dx, dp = dx.view(steps * batch, 3 * h), dp.view(steps * batch, 3 * h)

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgen.cpu_gru import gru_layer
+from textgen.cpu_lstm import lstm_layer
+from textgen.native import cpu_lstm_ops
 
 State = Tensor | tuple[Tensor, Tensor]  # (L, B, H) or LSTM (h, c), each (L, B, H)
 
@@ -248,17 +250,17 @@ class CharLM(nn.Module):
         if ids.dim() != 2:
             raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
         x = self.drop(self.embed(ids))  # (B, T, E)
-        gru_dtype = self._cpu_gru_dtype(x)
-        if gru_dtype is not None or (
+        cpu_dtype = self._cpu_rnn_dtype(x)
+        if cpu_dtype is not None or (
             self.training and self.rnn.dropout > 0 and x.device.type == "cpu"
         ):
-            out, new_state = self._layer_by_layer(x, state, gru_dtype)
+            out, new_state = self._layer_by_layer(x, state, cpu_dtype)
         else:
             out, new_state = self.rnn(x, state)  # (B, T, H)
         return self.drop(out), self._to_param_dtype(new_state)
 
     def _layer_by_layer(
-        self, x: Tensor, state: State | None, gru_dtype: torch.dtype | None = None
+        self, x: Tensor, state: State | None, cpu_dtype: torch.dtype | None = None
     ) -> tuple[Tensor, State]:
         """The stacked RNN one layer at a time, with our Dropout between layers.
 
@@ -267,11 +269,11 @@ class CharLM(nn.Module):
         layer by layer anyway) with that layer's weights, so parameters and checkpoints are
         nn.LSTM's. Without dropout it equals ``self.rnn`` exactly (tested).
 
-        With ``gru_dtype`` (see :meth:`_cpu_gru_dtype`) each GRU layer runs through
-        textgen.cpu_gru instead, its GEMMs in that dtype: nn.GRU has no fused CPU kernel and
-        its forward + backward take ~2.1x its GEMMs' time, cpu_gru's C++ loops ~1.3x
-        (bf16, benchmarks/rnn_ceiling.py). Same parameters, same maths (equal to nn.GRU in
-        float32, tested).
+        With ``cpu_dtype`` (see :meth:`_cpu_rnn_dtype`) each layer runs through
+        textgen.cpu_gru or textgen.cpu_lstm instead, its GEMMs in that dtype: nn.GRU has no
+        fused CPU kernel and its forward + backward take ~2.1x its GEMMs' time, cpu_gru's C++
+        loops ~1.3x (bf16, benchmarks/rnn_ceiling.py). Same parameters, same maths (equal to
+        nn.GRU / nn.LSTM in float32, tested).
         """
         rnn, n_layers = self.rnn, self.config.num_layers
         if state is None:
@@ -283,12 +285,17 @@ class CharLM(nn.Module):
                 x = self.drop(x)
             weights = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]
             args = (weights, rnn.bias, 1, 0.0, True, False, True)  # 1 layer, train, batch-first
-            if isinstance(state, tuple):  # LSTM
+            if isinstance(state, tuple) and cpu_dtype is not None:  # time-major inside
+                out, h_l, c_l = lstm_layer(x.transpose(0, 1), state[0][layer], state[1][layer],
+                                           weights, cpu_dtype)  # fmt: skip
+                x, h_l = out.transpose(0, 1), h_l[None]
+                cs.append(c_l[None])
+            elif isinstance(state, tuple):  # LSTM
                 h, c = state
                 x, h_l, c_l = torch._VF.lstm(x, (h[layer : layer + 1], c[layer : layer + 1]), *args)
                 cs.append(c_l)
-            elif gru_dtype is not None:  # time-major inside; the transposes are views
-                out, h_l = gru_layer(x.transpose(0, 1), state[layer], weights, gru_dtype)
+            elif cpu_dtype is not None:  # time-major inside; the transposes are views
+                out, h_l = gru_layer(x.transpose(0, 1), state[layer], weights, cpu_dtype)
                 x, h_l = out.transpose(0, 1), h_l[None]
             else:
                 run = torch._VF.gru if self.config.cell == "gru" else torch._VF.rnn_tanh
@@ -297,20 +304,27 @@ class CharLM(nn.Module):
         h_n = torch.cat(hs)
         return x, ((h_n, torch.cat(cs)) if cs else h_n)
 
-    def _cpu_gru_dtype(self, x: Tensor) -> torch.dtype | None:
-        """The GEMM dtype for textgen.cpu_gru when it applies (GRU training on CPU), else None.
+    def _cpu_rnn_dtype(self, x: Tensor) -> torch.dtype | None:
+        """The GEMM dtype for textgen.cpu_gru / cpu_lstm when they apply, else None.
 
-        bf16 under CPU bf16 autocast, float32 without autocast; None (nn.GRU as before) in
-        eval, without grad, under fp16 autocast, off CPU, or for other cells.
+        GRU training on CPU: bf16 under CPU bf16 autocast, float32 without autocast. LSTM
+        training on CPU: bf16 under bf16 autocast where textgen.native built the C++ loops
+        (forward + backward at the benchmark shape: 305 vs nn.LSTM's 348 ms; in float32 they
+        were slower, 652 vs 600 ms, so float32 keeps nn.LSTM). None (nn.GRU / nn.LSTM) in
+        eval, without grad, under fp16 autocast, off CPU, and for the plain RNN.
         """
-        if not (self.training and self.config.cell == "gru" and x.device.type == "cpu"):
+        cell = self.config.cell
+        if not (self.training and cell in ("gru", "lstm") and x.device.type == "cpu"):
             return None
         if not (torch.is_grad_enabled() and self.rnn.bias):
             return None
         if torch.is_autocast_enabled("cpu"):
-            bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
-            return torch.bfloat16 if bf16 else None
-        return torch.float32 if x.dtype == torch.float32 else None
+            if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+                return None
+            if cell == "lstm" and (self.rnn.proj_size or cpu_lstm_ops() is None):
+                return None
+            return torch.bfloat16
+        return torch.float32 if cell == "gru" and x.dtype == torch.float32 else None
 
     def _to_param_dtype(self, state: State) -> State:
         # Under autocast LSTM/RNN return bf16 state; keep carried state in float32.

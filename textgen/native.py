@@ -1,14 +1,15 @@
 """textgen's C++ CPU kernels (``textgen/csrc``), compiled on first use and cached.
 
-Only GRU training on CPU uses them (textgen.cpu_gru). They are built with
+GRU and LSTM training on CPU use them (textgen.cpu_gru, textgen.cpu_lstm). They are built with
 ``torch.utils.cpp_extension`` and the machine's C++ compiler the first time they are needed
 (about 15 s on two cores), for this CPU (``-march=native``) and this torch, into
 ``$XDG_CACHE_HOME/textgen/native/<key>`` (``~/.cache`` by default; ``TEXTGEN_NATIVE_CACHE``
 overrides the folder). Later runs load the cached library in well under a second.
 
 Where they cannot be built (no compiler or ninja, e.g. the slim Docker image) or
-``TEXTGEN_NATIVE=0`` is set, :func:`cpu_gru_ops` returns None, the reason is logged once, and
-textgen.cpu_gru runs its loops in Python instead: same results, slower.
+``TEXTGEN_NATIVE=0`` is set, :func:`cpu_gru_ops` and :func:`cpu_lstm_ops` return None and the
+reason is logged once: textgen.cpu_gru then runs its loops in Python, and an LSTM trains
+through nn.LSTM's own kernel. Same results, slower.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).parent / "csrc"
-GRU_SOURCE = CSRC / "cpu_gru.cpp"
+SOURCES = [CSRC / "cpu_gru.cpp", CSRC / "cpu_lstm.cpp"]  # one library, two op namespaces
+HEADERS = [CSRC / "rnn_common.h"]
 FLAGS = ["-O3", "-march=native", "-std=c++17"]
 
 
@@ -42,13 +44,14 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def build_dir(source: Path = GRU_SOURCE) -> Path:
-    """Where the library for this source, torch, CPU and flags is (or will be) built."""
+def build_dir() -> Path:
+    """Where the library for these sources, torch, CPU and flags is (or will be) built."""
     base = os.environ.get("TEXTGEN_NATIVE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "textgen", "native"
     )
     key = "\n".join(
-        [torch.__version__, platform.machine(), _cpu_flags(), " ".join(FLAGS), source.read_text()]
+        [torch.__version__, platform.machine(), _cpu_flags(), " ".join(FLAGS)]
+        + [f.read_text() for f in [*SOURCES, *HEADERS]]
     )
     return Path(base) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -60,12 +63,22 @@ def _reason(e: Exception) -> str:
     return (errors or lines or [type(e).__name__])[0][:300]
 
 
-@functools.cache
 def cpu_gru_ops() -> Any | None:
-    """``torch.ops.textgen_cpu_gru`` (forward, backward), built and loaded once; else None."""
+    """``torch.ops.textgen_cpu_gru`` (forward, backward) once built and loaded; else None."""
+    return torch.ops.textgen_cpu_gru if load() else None
+
+
+def cpu_lstm_ops() -> Any | None:
+    """``torch.ops.textgen_cpu_lstm`` (forward, backward) once built and loaded; else None."""
+    return torch.ops.textgen_cpu_lstm if load() else None
+
+
+@functools.cache
+def load() -> bool:
+    """Build (first time) and load the kernels' library; False, with the reason logged, if not."""
     if os.environ.get("TEXTGEN_NATIVE", "1") == "0":
-        log.info("TEXTGEN_NATIVE=0: GRU training on CPU uses the Python loop")
-        return None
+        log.info("TEXTGEN_NATIVE=0: RNN training on CPU without textgen's C++ loops")
+        return False
     try:
         from torch.utils import cpp_extension
 
@@ -73,24 +86,25 @@ def cpu_gru_ops() -> Any | None:
         folder.mkdir(parents=True, exist_ok=True)
         fresh = not any(folder.glob("*.so"))
         if fresh:
-            log.info("building textgen's CPU GRU kernel into %s (once, ~15 s)", folder)
+            log.info("building textgen's CPU RNN kernels into %s (once, ~20 s)", folder)
         t0 = time.monotonic()
         cpp_extension.load(
-            name="textgen_cpu_gru",
-            sources=[str(GRU_SOURCE)],
+            name="textgen_cpu_rnn",
+            sources=[str(f) for f in SOURCES],
             extra_cflags=FLAGS,
             build_directory=str(folder),
             is_python_module=False,
             verbose=False,
         )
         if fresh:
-            log.info("built textgen's CPU GRU kernel in %.1f s", time.monotonic() - t0)
-        return torch.ops.textgen_cpu_gru
+            log.info("built textgen's CPU RNN kernels in %.1f s", time.monotonic() - t0)
+        return True
     except Exception as e:  # no compiler, no ninja, a read-only cache, a compile error
         reason = _reason(e)
         log.warning(
-            "textgen's C++ GRU kernel is unavailable (%s); GRU training on CPU uses the "
-            "slower Python loop. Install a C++ compiler and ninja to get it.",
+            "textgen's C++ RNN kernels are unavailable (%s); GRU training on CPU uses the "
+            "slower Python loop, LSTM training nn.LSTM's kernel. Install a C++ compiler and "
+            "ninja to get them.",
             reason,
         )
-        return None
+        return False
