@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import tempfile
 
 import pytest
 import torch
@@ -419,6 +420,16 @@ def test_native_build_failure_falls_back_with_the_compiler_error(tmp_path, monke
     assert "undefined_name_here" in caplog.text and "Python loop" in caplog.text
     monkeypatch.setenv("TEXTGEN_NATIVE", "0")
     assert native.load.__wrapped__() is False  # switched off: not even tried
+
+
+def test_native_cache_that_cannot_be_written_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should go")
+    monkeypatch.setenv("TEXTGEN_NATIVE_CACHE", str(blocker / "cache"))
+    wanted = native.build_dir()
+    got = native._writable(wanted)
+    assert got != wanted and got.name == wanted.name and got.is_dir()
+    assert str(got).startswith(tempfile.gettempdir())
 
 
 def test_cpu_gru_runs_only_when_training_with_grad() -> None:

@@ -2,9 +2,10 @@
 
 GRU and LSTM training on CPU use them (textgen.cpu_gru, textgen.cpu_lstm). They are built with
 ``torch.utils.cpp_extension`` and the machine's C++ compiler the first time they are needed
-(about 15 s on two cores), for this CPU (``-march=native``) and this torch, into
+(about 10 s on two cores), for this CPU (``-march=native``) and this torch, into
 ``$XDG_CACHE_HOME/textgen/native/<key>`` (``~/.cache`` by default; ``TEXTGEN_NATIVE_CACHE``
-overrides the folder). Later runs load the cached library in well under a second.
+overrides the folder; where it cannot be written, the temp dir). Later runs load the cached
+library in well under a second.
 
 Where they cannot be built (no compiler or ninja, e.g. the slim Docker image) or
 ``TEXTGEN_NATIVE=0`` is set, :func:`cpu_gru_ops` and :func:`cpu_lstm_ops` return None and the
@@ -19,6 +20,7 @@ import hashlib
 import logging
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,20 @@ def build_dir() -> Path:
     return Path(base) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _writable(folder: Path) -> Path:
+    """`folder`, created; or the same key under the temp dir where the cache is read-only."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"textgen-native-{os.getuid()}" / folder.name
+    log.info("%s is not writable: building in %s", folder, fallback)
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
 def _reason(e: Exception) -> str:
     """The useful line of a build failure: the compiler's first error, else the last line."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
@@ -82,8 +98,7 @@ def load() -> bool:
     try:
         from torch.utils import cpp_extension
 
-        folder = build_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _writable(build_dir())
         fresh = not any(folder.glob("*.so"))
         if fresh:
             log.info("building textgen's CPU RNN kernels into %s (once, ~20 s)", folder)
