@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from textgen.native import cpu_gru_ops
+from textgen.native import cpu_gru_ops, pack
 
 
 class GRULayer(torch.autograd.Function):
@@ -52,20 +52,6 @@ class GRULayer(torch.autograd.Function):
     def backward(ctx: Any, d_out: Tensor | None, d_last: Tensor | None):  # type: ignore[override]
         grads = (_backward_native if ctx.native else _backward)(ctx, d_out, d_last)
         return (*(g.to(d) for g, d in zip(grads, ctx.grad_dtypes, strict=True)), None, None)
-
-
-def pack(w: Tensor, batch: int) -> Tensor | None:
-    """w (N, K) in oneDNN's blocked layout for GEMMs of `batch` rows, or None where unsupported.
-
-    oneDNN otherwise reorders the weight on every call: at batch 32 a third of a recurrent
-    GEMM's time (bf16, 2x512: ~158 vs ~240 us per call).
-    """
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return torch.ops.mkldnn._reorder_linear_weight(w, batch)
-    except (RuntimeError, AttributeError):
-        return None
 
 
 def _forward_native(ctx: Any, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,

@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from textgen.cpu_gru import pack
-from textgen.native import cpu_lstm_ops
+from textgen.native import cpu_lstm_ops, pack
 
 
 class LSTMLayer(torch.autograd.Function):

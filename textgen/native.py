@@ -123,3 +123,17 @@ def load() -> bool:
             reason,
         )
         return False
+
+
+def pack(w: torch.Tensor, batch: int) -> torch.Tensor | None:
+    """w (N, K) in oneDNN's blocked layout for GEMMs of `batch` rows, or None where unsupported.
+
+    oneDNN otherwise reorders the weight on every call: at batch 32 a third of a recurrent
+    GEMM's time (bf16, 2x512: ~158 vs ~240 us per call).
+    """
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(w, batch)
+    except (RuntimeError, AttributeError):
+        return None

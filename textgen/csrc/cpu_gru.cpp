@@ -87,7 +87,6 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& xp, const at::Tensor& b_i
   const float* bhh = b_hh.data_ptr<float>();
   for (int64_t t = 0; t < T; ++t) {
     const at::Tensor p = gemm(hsd[t], w_hh_packed, w_hh);  // (B, 3H) = h W_hh^T
-    TORCH_CHECK(p.is_contiguous() && p.scalar_type() == xp.scalar_type(), "cpu_gru: unexpected GEMM output");
     const D* xt = ptr<D>(xp[t]);
     const D* pt = ptr<D>(p);
     const float* ht = hs[t].data_ptr<float>();
@@ -132,7 +131,6 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_out, const at::Tensor&
                          hprev + b * H, dhp + b * H, dpt + b * 3 * H, dxt + b * 3 * H, bi, bh);
     });
     const at::Tensor g = gemm(dp[t], w_hh_t_packed, w_hh_t);  // (B, H): d h_{t-1} through W_hh
-    TORCH_CHECK(g.is_contiguous(), "cpu_gru: unexpected GEMM output");
     const D* gp = ptr<D>(g);
     for (int64_t b = 0; b < B; ++b) {
       const float* z = rzt + b * 2 * H + H;
@@ -149,7 +147,6 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& b_ih
                                     const std::optional<at::Tensor>& w_hh_packed, const at::Tensor& b_hh,
                                     const at::Tensor& h0) {
   const auto dt = xp.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_gru: GEMM dtype must be float32 or bfloat16");
   check(xp, "xp", dt, 3);
   check(b_ih, "b_ih", at::kFloat, 1);
   check(w_hh, "w_hh", dt, 2);
@@ -159,8 +156,9 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& b_ih
   TORCH_CHECK(xp.size(2) == 3 * H && w_hh.size(0) == 3 * H && w_hh.size(1) == H && b_ih.size(0) == 3 * H &&
                   b_hh.size(0) == 3 * H && h0.size(0) == xp.size(1),
               "cpu_gru: shapes do not match: xp ", xp.sizes(), ", w_hh ", w_hh.sizes(), ", h0 ", h0.sizes());
-  return dt == at::kFloat ? forward_impl<float>(xp, b_ih, w_hh, w_hh_packed, b_hh, h0)
-                          : forward_impl<uint16_t>(xp, b_ih, w_hh, w_hh_packed, b_hh, h0);
+  return with_gemm_type(dt, "cpu_gru", [&](auto d) {
+    return forward_impl<decltype(d)>(xp, b_ih, w_hh, w_hh_packed, b_hh, h0);
+  });
 }
 
 // d_out (T,B,H) and d_last (B,H) f32, the forward's rz, n, p_n and hs (f32), and W_hh^T (H,3H) in
@@ -170,7 +168,6 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_out, const at::Tensor& 
                                      const at::Tensor& n, const at::Tensor& pn, const at::Tensor& hs,
                                      const at::Tensor& w_hh_t, const std::optional<at::Tensor>& w_hh_t_packed) {
   const auto dt = w_hh_t.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_gru: GEMM dtype must be float32 or bfloat16");
   check(d_out, "d_out", at::kFloat, 3);
   check(d_last, "d_last", at::kFloat, 2);
   check(rz, "rz", at::kFloat, 3);
@@ -180,8 +177,9 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& d_out, const at::Tensor& 
   check(w_hh_t, "w_hh_t", dt, 2);
   TORCH_CHECK(d_out.sizes() == n.sizes() && d_last.sizes() == n[0].sizes() && pn.sizes() == n.sizes(),
               "cpu_gru: gradient shapes do not match the forward's: d_out ", d_out.sizes(), ", n ", n.sizes());
-  return dt == at::kFloat ? backward_impl<float>(d_out, d_last, rz, n, pn, hs, w_hh_t, w_hh_t_packed)
-                          : backward_impl<uint16_t>(d_out, d_last, rz, n, pn, hs, w_hh_t, w_hh_t_packed);
+  return with_gemm_type(dt, "cpu_gru", [&](auto d) {
+    return backward_impl<decltype(d)>(d_out, d_last, rz, n, pn, hs, w_hh_t, w_hh_t_packed);
+  });
 }
 
 }  // namespace

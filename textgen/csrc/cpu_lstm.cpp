@@ -86,7 +86,6 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& xp, const at::Tensor& bia
   const float* b = bias.data_ptr<float>();
   for (int64_t t = 0; t < T; ++t) {
     const at::Tensor p = gemm(hsd[t], w_hh_packed, w_hh);  // (B, 4H) = h W_hh^T
-    TORCH_CHECK(p.is_contiguous() && p.scalar_type() == xp.scalar_type(), "cpu_lstm: unexpected GEMM output");
     const D* xt = ptr<D>(xp[t]);
     const D* pt = ptr<D>(p);
     const float* ct = cs[t].data_ptr<float>();
@@ -129,7 +128,6 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_out, const at::Tensor&
                          dat + r * 4 * H, dbp);
     });
     const at::Tensor g = gemm(da[t], w_hh_t_packed, w_hh_t);  // (B, H): d h_{t-1} through W_hh
-    TORCH_CHECK(g.is_contiguous(), "cpu_lstm: unexpected GEMM output");
     const D* gp = ptr<D>(g);
     for (int64_t k = 0; k < B * H; ++k) ch[k] = load(gp[k]);
   }
@@ -143,7 +141,6 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp, const at::Tensor& bia
                                      const std::optional<at::Tensor>& w_hh_packed, const at::Tensor& h0,
                                      const at::Tensor& c0) {
   const auto dt = xp.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_lstm: GEMM dtype must be float32 or bfloat16");
   check(xp, "xp", dt, 3);
   check(bias, "bias", at::kFloat, 1);
   check(w_hh, "w_hh", dt, 2);
@@ -153,8 +150,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& xp, const at::Tensor& bia
   TORCH_CHECK(xp.size(2) == 4 * H && w_hh.size(0) == 4 * H && w_hh.size(1) == H && bias.size(0) == 4 * H &&
                   h0.size(0) == xp.size(1) && c0.sizes() == h0.sizes(),
               "cpu_lstm: shapes do not match: xp ", xp.sizes(), ", w_hh ", w_hh.sizes(), ", h0 ", h0.sizes());
-  return dt == at::kFloat ? forward_impl<float>(xp, bias, w_hh, w_hh_packed, h0, c0)
-                          : forward_impl<uint16_t>(xp, bias, w_hh, w_hh_packed, h0, c0);
+  return with_gemm_type(dt, "cpu_lstm", [&](auto d) {
+    return forward_impl<decltype(d)>(xp, bias, w_hh, w_hh_packed, h0, c0);
+  });
 }
 
 // d_out (T,B,H), d_h_last and d_c_last (B,H) f32; the forward's activations, cs and tanh(c);
@@ -165,7 +163,6 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_out, const at::Tensor&
                                       const at::Tensor& tc, const at::Tensor& w_hh_t,
                                       const std::optional<at::Tensor>& w_hh_t_packed) {
   const auto dt = w_hh_t.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, "cpu_lstm: GEMM dtype must be float32 or bfloat16");
   check(d_out, "d_out", at::kFloat, 3);
   check(d_h_last, "d_h_last", at::kFloat, 2);
   check(d_c_last, "d_c_last", at::kFloat, 2);
@@ -176,9 +173,9 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& d_out, const at::Tensor&
   TORCH_CHECK(d_out.sizes() == tc.sizes() && d_h_last.sizes() == tc[0].sizes() && d_c_last.sizes() == tc[0].sizes(),
               "cpu_lstm: gradient shapes do not match the forward's: d_out ", d_out.sizes(), ", tanh(c) ",
               tc.sizes());
-  return dt == at::kFloat
-             ? backward_impl<float>(d_out, d_h_last, d_c_last, act, cs, tc, w_hh_t, w_hh_t_packed)
-             : backward_impl<uint16_t>(d_out, d_h_last, d_c_last, act, cs, tc, w_hh_t, w_hh_t_packed);
+  return with_gemm_type(dt, "cpu_lstm", [&](auto d) {
+    return backward_impl<decltype(d)>(d_out, d_h_last, d_c_last, act, cs, tc, w_hh_t, w_hh_t_packed);
+  });
 }
 
 }  // namespace

@@ -55,14 +55,31 @@ D* ptr(const at::Tensor& t) {
 // x (B, K) @ w^T for w (N, K) given as oneDNN-packed (torch.ops.mkldnn._reorder_linear_weight):
 // a packed weight saves oneDNN reordering it on every call, which at batch 32 costs about a
 // third of the GEMM. Without one, w_plain (N, K) through at::mm.
+// The kernels read the result through raw pointers: it must be contiguous, in x's dtype.
 inline at::Tensor gemm(const at::Tensor& x, const std::optional<at::Tensor>& packed, const at::Tensor& w_plain) {
-  if (!packed.has_value()) return at::mm(x, w_plain.t());
-  static const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  std::vector<c10::IValue> stack{x, *packed, c10::IValue(), std::string("none"),
-                                 c10::List<std::optional<at::Scalar>>(), std::string("")};
-  op.callBoxed(&stack);
-  return stack[0].toTensor();
+  at::Tensor out;
+  if (packed.has_value()) {
+    static const c10::OperatorHandle op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+    std::vector<c10::IValue> stack{x, *packed, c10::IValue(), std::string("none"),
+                                   c10::List<std::optional<at::Scalar>>(), std::string("")};
+    op.callBoxed(&stack);
+    out = stack[0].toTensor();
+  } else {
+    out = at::mm(x, w_plain.t());
+  }
+  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == x.scalar_type(),
+              "textgen RNN kernel: unexpected GEMM output (", out.scalar_type(), ", contiguous ",
+              out.is_contiguous(), ")");
+  return out;
+}
+
+// Calls f with a value of the C++ type that holds one element of the GEMM dtype: float, or
+// uint16_t for bfloat16; any other dtype is refused, naming the op.
+template <typename F>
+auto with_gemm_type(at::ScalarType dt, const char* op, F&& f) {
+  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16, op, ": GEMM dtype must be float32 or bfloat16, got ", dt);
+  return dt == at::kFloat ? f(float{}) : f(uint16_t{});
 }
 
 inline void check(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dim) {
