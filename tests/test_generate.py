@@ -16,6 +16,7 @@ from tests.conftest import tiny_model, tiny_train
 from textgen.engine import Engine, PromptError, QueueFull
 from textgen.generate import GenerationConfig, Generator, default_checkpoint
 from textgen.sampling import Chunk, Done, RowParams, sample_next
+from textgen.script import detect_text_script, to_script
 
 
 def train_tiny(prepared: Path, out: Path) -> Path:
@@ -288,3 +289,59 @@ def test_top_k_top_p_draws_from_the_head_equal_full_sort_draws(monkeypatch):
     assert sampling._ranked(scaled.softmax(-1), wide, top_p)[0].size(-1) == 4689
     open_row = [*top_k[:-1], 0], [*top_p[:-1], 1.0]  # one row with neither filter: sorted too
     assert sampling._ranked(scaled.softmax(-1), *open_row)[0].size(-1) == 4689
+
+
+# ----------------------------------------------------------------- Traditional / Simplified
+
+BUNDLED = Path(textgen.__file__).parent / "default_model" / "model.pt"  # checkpoints/default's
+TRADITIONAL = "春眠不覺曉，處處聞啼鳥"
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Generator:
+    return Generator.from_checkpoint(BUNDLED)
+
+
+def test_traditional_prompt_reaches_the_simplified_model_and_is_answered_in_kind(bundled):
+    assert bundled.script == "simplified" and bundled.info["script"] == "simplified"
+    trad = run(bundled, TRADITIONAL, max_new_tokens=40, seed=3, logprobs=True)
+    assert trad.prompt == "春眠不觉晓，处处闻啼鸟" and trad.unknown_prompt_chars == 0
+    assert trad.script == "traditional" and detect_text_script(trad.text) == "traditional"
+    simp = run(bundled, TRADITIONAL, max_new_tokens=40, seed=3, script="simplified")
+    assert simp.script == "simplified" and detect_text_script(simp.text) == "simplified"
+    # the model drew the same characters; only the output's script differs, char for char
+    assert len(trad.text) == len(simp.text) and trad.text != simp.text
+    assert to_script(trad.text, "simplified") == to_script(simp.text, "simplified")
+    lps = trad.samples[0].logprobs
+    assert "".join(lp.token for lp in lps) == trad.text  # tokens as shown, offsets still hold
+    assert all(trad.text[lp.offset] == lp.token for lp in lps)
+
+
+def test_converted_stream_adds_up_and_stop_strings_match_in_either_script(bundled):
+    greedy = run(bundled, "中国", max_new_tokens=60, temperature=0).text
+    cut = next(i for i, c in enumerate(greedy) if i > 3 and to_script(c, "traditional") != c)
+    stop = to_script(greedy[cut], "traditional")  # a Traditional stop for a Simplified model
+    config = GenerationConfig(max_new_tokens=60, temperature=0, stop=(stop,), n=2,
+                              top_logprobs=2, script="traditional")  # fmt: skip
+    events = list(bundled.stream("中国", config))
+    result = events[-1].result
+    for s in result.samples:
+        assert s.finish_reason == "stop" and s.text == to_script(greedy[:cut], "traditional")
+        streamed = [c for c in events if isinstance(c, Chunk) and c.index == s.index]
+        assert "".join(c.text for c in streamed) == s.text
+        assert [lp.offset for c in streamed for lp in c.logprobs or []] == list(range(cut))
+
+
+def test_cli_generate_script_flag(tmp_path):
+    args = ["--prompt", "中国", "--script", "traditional", "--max-new-tokens", "20", "--seed", "2",
+            "--checkpoint", str(BUNDLED), "--json"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "textgen", "generate", *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)
+    result = json.loads(last)
+    assert result["script"] == "traditional" and streamed == result["text"]
+    assert detect_text_script(result["text"]) == "traditional"
+    bad = subprocess.run([sys.executable, "-m", "textgen", "generate", "--prompt", "中国",
+                          "--script", "tw"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "--script: invalid choice: 'tw'" in bad.stderr

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_generate import train_tiny
+from tests.test_generate import BUNDLED, train_tiny
+from textgen.script import detect_text_script
 from textgen.server import Settings, local
 from textgen.server.app import create_app
 
@@ -121,6 +122,7 @@ def test_completions_stream_ends_with_done(client):
 def test_playground_page(client):
     r = client.get("/")
     assert r.status_code == 200 and "textgen playground" in r.text and "/v1/generate" in r.text
+    assert '<select id="script">' in r.text and 'value="traditional"' in r.text
 
 
 def test_metrics_prometheus_text(client):
@@ -142,6 +144,51 @@ def test_openapi_documents_limits_and_errors(client):
     props = spec["components"]["schemas"]["GenerateRequest"]["properties"]
     assert props["prompt"]["maxLength"] == 100 and props["temperature"]["maximum"] == 2
     assert props["max_new_tokens"]["maximum"] == 1000 and props["n"]["maximum"] == 8
+    scripts = ["auto", "simplified", "traditional"]
+    assert props["script"]["enum"] == scripts and props["script"]["default"] == "auto"
+    completion = spec["components"]["schemas"]["CompletionRequest"]["properties"]
+    assert completion["script"]["enum"] == scripts
+
+
+# ----------------------------------------------------------------- Traditional / Simplified
+
+TRADITIONAL = "春眠不覺曉，處處聞啼鳥"
+
+
+@pytest.fixture(scope="module")
+def bundled_client() -> Iterator[TestClient]:
+    """The bundled model (Simplified, as checkpoints/default/model.pt)."""
+    with TestClient(create_app(Settings(checkpoint=str(BUNDLED)))) as c:
+        yield c
+
+
+def test_traditional_prompt_gets_a_traditional_answer_json_and_stream(bundled_client):
+    assert bundled_client.get("/v1/model").json()["script"] == "simplified"
+    body = {"prompt": TRADITIONAL, "max_new_tokens": 30, "seed": 4, "n": 2, "logprobs": True}
+    r = bundled_client.post("/v1/generate", json=body).json()
+    assert r["prompt"] == "春眠不觉晓，处处闻啼鸟" and r["usage"]["unknown_prompt_chars"] == 0
+    assert r["script"] == "traditional"
+    for choice in r["choices"]:
+        assert detect_text_script(choice["text"]) == "traditional"
+        assert "".join(t["token"] for t in choice["logprobs"]) == choice["text"]
+    with bundled_client.stream("POST", "/v1/generate", json={**body, "stream": True}) as resp:
+        events = sse_events(resp.iter_lines())
+    for choice in r["choices"]:
+        chunks = [d for name, d in events if name == "chunk" and d["index"] == choice["index"]]
+        assert "".join(d["text"] for d in chunks) == choice["text"]  # same seed, streamed or not
+    simp = bundled_client.post("/v1/generate", json={**body, "script": "simplified"}).json()
+    assert simp["script"] == "simplified" and detect_text_script(simp["text"]) == "simplified"
+
+
+def test_completions_script_field(bundled_client):
+    body = {"prompt": "中国", "max_tokens": 30, "seed": 5, "script": "traditional"}
+    text = bundled_client.post("/v1/completions", json=body).json()["choices"][0]["text"]
+    assert len(text) == 30 and detect_text_script(text) == "traditional"
+    with bundled_client.stream("POST", "/v1/completions", json={**body, "stream": True}) as resp:
+        events = sse_events(resp.iter_lines())
+    assert "".join(d["choices"][0]["text"] for _, d in events[:-1]) == text
+    bad = bundled_client.post("/v1/completions", json={**body, "script": "zh-TW"})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "script"
 
 
 # ----------------------------------------------------------------- bad input
@@ -196,6 +243,7 @@ def test_schema_fuzz(small_client, path, mode):
         ({"prompt": ""}, "prompt", "''"),
         ({"prompt": "长" * 101}, "prompt", "'长长"),
         ({"prompt": "中\x00国"}, "prompt", "x00"),
+        ({"script": "tw"}, "script", "'tw'"),
     ],
 )
 def test_invalid_values_get_422_naming_field_and_value(client, body, field, shown):

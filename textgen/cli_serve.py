@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from textgen.script import SCRIPTS
+
 GENERATE_EPILOG = """\
 examples:
   textgen generate --prompt 中国                      # the bundled model (or $TEXTGEN_CHECKPOINT)
@@ -13,6 +15,8 @@ examples:
                    --stop 。 --checkpoint runs/lstm
   textgen generate --prompt 今天 --temperature 0      # greedy: always the same text
   textgen generate --prompt 经济 --n 3 --json         # three samples, then one line of JSON
+  textgen generate --prompt 春眠不覺曉 --stop 。      # a Traditional prompt: answered in Traditional
+  textgen generate --prompt 中国 --script traditional # a Simplified prompt, Traditional output
 """
 
 SERVE_EPILOG = """\
@@ -25,6 +29,8 @@ examples:
        -d '{"prompt": "中国", "max_new_tokens": 30, "seed": 1}'
   curl -sN localhost:8000/v1/generate -H 'content-type: application/json' \
        -d '{"prompt": "中国", "stream": true}'
+  curl -s localhost:8000/v1/generate -H 'content-type: application/json' \
+       -d '{"prompt": "春眠不覺曉", "max_new_tokens": 20, "script": "traditional"}'
 
 every flag also reads TEXTGEN_<FLAG> from the environment (TEXTGEN_MAX_BATCH=1 turns batching
 off); flags win. OpenAPI docs are at /docs, the schema at /openapi.json, metrics at /metrics.
@@ -38,8 +44,10 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         description=(
             "Continue a prompt with a trained checkpoint and stream the text as it is "
             "generated. The prompt is normalised the way the training corpus was; characters "
-            "outside the vocabulary become <unk> (and are counted). With no --checkpoint it "
-            "uses $TEXTGEN_CHECKPOINT, else the bundled default model."
+            "outside the vocabulary become <unk> (and are counted). A prompt or --stop in the "
+            "other Chinese script than the model's (Traditional for the bundled Simplified "
+            "model) is converted with OpenCC first. With no --checkpoint it uses "
+            "$TEXTGEN_CHECKPOINT, else the bundled default model."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=GENERATE_EPILOG,
@@ -58,6 +66,10 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="stop before this string; repeat for several (e.g. --stop 。)")  # fmt: skip
     p.add_argument("--seed", type=int, help="same seed, same text")
     p.add_argument("--n", type=int, default=1, help="independent samples (default 1)")
+    p.add_argument("--script", choices=SCRIPTS, default="auto",
+                   help="Chinese script of the output: auto (default) answers in the prompt's "
+                        "script (the model's if the prompt shows neither); simplified (简体) or "
+                        "traditional (繁體) convert the output with OpenCC")  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
     p.set_defaults(func=cmd_generate)
@@ -70,7 +82,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
-        seed=args.seed, n=args.n,
+        seed=args.seed, n=args.n, script=args.script,
     )  # fmt: skip
     gen = Generator.from_checkpoint(args.checkpoint, args.threads)
     result = None

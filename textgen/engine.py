@@ -6,12 +6,19 @@ model call per :meth:`Engine.step`. Between steps, finished or cancelled sequenc
 (their rows are dropped) and waiting requests join (their prompt is prefilled in one call,
 then their rows are appended). ``max_batch=1`` turns batching off: one sequence at a time.
 
+Scripts are handled at the edges (:mod:`textgen.script`): a prompt and stop strings written
+in the other Chinese script are converted to the model's before normalisation, stop strings
+are matched on the model's text, and each sample's text is converted to the requested script
+as it grows (:class:`~textgen.script.StreamConverter`), one char for one char, so log-prob
+offsets hold and streamed chunks add up to the final text.
+
 ``submit`` is thread-safe; ``step`` must always be called from the same thread (the server's
 engine thread, or the caller itself for the CLI). Results go to each request's ``sink``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -38,6 +45,7 @@ from textgen.sampling import (
     sample_next,
     token_logprobs,
 )
+from textgen.script import StreamConverter, model_script, output_script, to_model_script
 from textgen.tokenizer import Vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,11 @@ class Request:
     """One prompt and its ``n`` samples, from submission to its Done event."""
 
     def __init__(self, rid: str, prompt: str, ids: np.ndarray, unknown: int,
-                 config: GenerationConfig, sink: Sink | None, stream: bool) -> None:  # fmt: skip
+                 config: GenerationConfig, sink: Sink | None, stream: bool,
+                 script: str = "unknown", convert: bool = False) -> None:  # fmt: skip
         self.id, self.prompt, self.ids, self.unknown = rid, prompt, ids, unknown
         self.config, self.sink, self.stream = config, sink, stream
+        self.script, self.convert = script, convert  # output script; convert the model's text?
         self.cancelled = False
         self.finished = False
         self.samples: list[_Sample] = []
@@ -98,7 +108,8 @@ class Request:
             "chars_per_s": chars / decode_s if decode_s > 0 else 0.0,
         }
         samples = [s.result() for s in self.samples]
-        return GenerationResult(self.id, self.prompt, len(self.ids), self.unknown, samples, timing)
+        return GenerationResult(self.id, self.prompt, len(self.ids), self.unknown, samples, timing,
+                                self.script)  # fmt: skip
 
 
 class _Sample:
@@ -111,7 +122,8 @@ class _Sample:
         self.rng = random.Random(f"{seed}/{index}")  # a per-sample stream: batch-independent
         self.recent = [int(t) for t in request.ids[len(request.ids) - cfg.repetition_window :]]
         self.last = 0  # the token fed at the next decode step
-        self.text = ""
+        self.text = ""  # in the model's script: stop strings and offsets refer to it
+        self.conv = StreamConverter(request.script, request.prompt) if request.convert else None
         self.tokens = 0
         self.hold = 0  # trailing chars that may start a stop string: not emitted yet
         self.emitted = 0
@@ -132,8 +144,40 @@ class _Sample:
             self.logprobs.append(logprob)
         self.text += piece
         self.hold = self._check_stop(start)
-        if self.finish_reason is None and self.tokens >= cfg.max_new_tokens:
+        if self.finish_reason is None and len(self.text) >= cfg.max_new_tokens:
+            # characters, not tokens: a word-level model's last word may be cut
+            self.text = self.text[: cfg.max_new_tokens]
+            self.hold = min(self.hold, len(self.text))
             self.finish_reason = "length"
+        if self.conv is not None:  # every step, streaming or not: the same text either way
+            self.conv.extend(self.text, len(self.text) - self.hold, self.finish_reason is not None)
+
+    def _shown(self, final: bool) -> tuple[str, int]:
+        """The text in the requested script and how much of it is safe to show."""
+        if self.conv is None:
+            return self.text, len(self.text) if final else len(self.text) - self.hold
+        out = self.conv.extend(self.text, len(self.text), True) if final else self.conv.out
+        return out, len(out)
+
+    def _logprobs(self, first: int, end: int, final: bool) -> list[TokenLogprob]:
+        """Log-probs from ``first`` of the tokens shown in ``text[:end]``, as the text shows them.
+
+        Converted text keeps the model text's length, so offsets still hold; a token's string
+        is rewritten once the converter has covered all of it (or the text is final). ``top``
+        alternatives stay vocabulary entries: t2s maps 乾, 幹 and 干 all to 干.
+        """
+        last, whole = first, self.conv is not None and not final
+        while last < len(self.logprobs):
+            lp = self.logprobs[last]
+            if lp.offset + (len(lp.token) if whole else 1) > end:
+                break
+            last += 1
+        lps = self.logprobs[first:last]
+        if self.conv is not None:
+            for lp in lps:  # past a stop string's cut, a token keeps its vocabulary tail
+                shown = self.conv.out[lp.offset : lp.offset + len(lp.token)]
+                lp.token = shown + lp.token[len(shown) :]
+        return lps
 
     def _check_stop(self, start: int) -> int:
         """Cut the text at the first stop string; else how many chars might begin one."""
@@ -156,25 +200,22 @@ class _Sample:
 
     def take_chunk(self) -> Chunk | None:
         """The text (and its tokens' log-probs) that is safe to show and not shown yet."""
-        end = len(self.text) if self.finish_reason else len(self.text) - self.hold
+        final = self.finish_reason is not None
+        text, end = self._shown(final)
         if end <= self.emitted:
             return None
         lps = None
         if self.request.config.wants_logprobs:
-            first = self._lp_sent
-            while self._lp_sent < len(self.logprobs) and self.logprobs[self._lp_sent].offset < end:
-                self._lp_sent += 1
-            lps = self.logprobs[first : self._lp_sent]
-        chunk = Chunk(self.index, self.text[self.emitted : end], lps)
+            lps = self._logprobs(self._lp_sent, end, final)
+            self._lp_sent += len(lps)
+        chunk = Chunk(self.index, text[self.emitted : end], lps)
         self.emitted = end
         return chunk
 
     def result(self) -> SampleResult:
-        lps = None
-        if self.request.config.wants_logprobs:
-            lps = [lp for lp in self.logprobs if lp.offset < len(self.text)]
-        return SampleResult(self.index, self.text, self.finish_reason or "cancelled",
-                            self.tokens, lps)  # fmt: skip
+        text, _ = self._shown(final=True)
+        lps = self._logprobs(0, len(text), True) if self.request.config.wants_logprobs else None
+        return SampleResult(self.index, text, self.finish_reason or "cancelled", self.tokens, lps)
 
 
 class Engine:
@@ -186,13 +227,16 @@ class Engine:
 
     def __init__(self, model: CharLM, vocab: Vocab, normalize: Callable[[str], str],
                  max_batch: int = 64, max_queue: int = 256,
-                 on_step: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+                 on_step: Callable[[int, int], None] | None = None,
+                 script: str | None = None) -> None:  # fmt: skip
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self.model, self.vocab, self.normalize = model.eval(), vocab, normalize
         self.tokenizer = make_tokenizer(vocab)
+        # the model's script: the checkpoint's record (see Generator), else its vocabulary's
+        self.script = script if script is not None else model_script({}, vocab)
         self.max_batch, self.max_queue, self.on_step = max_batch, max_queue, on_step
         self._lock = threading.Lock()
         self._waiting: deque[Request] = deque()
@@ -204,15 +248,23 @@ class Engine:
     # ------------------------------------------------------------ submission (any thread)
     def request(self, prompt: str, config: GenerationConfig, sink: Sink | None = None,
                 stream: bool = False, max_prompt_tokens: int | None = None) -> Request:  # fmt: skip
-        """Normalise and encode a prompt the checkpoint's way; raise PromptError if unusable."""
-        text = self.normalize(prompt)
+        """Normalise and encode a prompt the checkpoint's way; raise PromptError if unusable.
+
+        A prompt or stop string in the other Chinese script is first converted to the model's.
+        """
+        script = output_script(config.script, prompt, self.script)
+        text = self.normalize(to_model_script(prompt, self.script, self.vocab))
         if not text:
             raise PromptError(f"prompt is empty after normalisation, got {prompt[:40]!r}")
         ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             raise PromptError(f"prompt must be at most {max_prompt_tokens} tokens, got {len(ids)}")
         unknown = int(np.count_nonzero(ids == self.vocab.unk_id))
-        return Request(f"gen-{next(self._ids)}", text, ids, unknown, config, sink, stream)
+        stop = tuple(to_model_script(s, self.script, self.vocab) for s in config.stop)
+        if stop != config.stop:
+            config = dataclasses.replace(config, stop=stop)
+        return Request(f"gen-{next(self._ids)}", text, ids, unknown, config, sink, stream,
+                       script, convert=script != self.script)  # fmt: skip
 
     def submit(self, request: Request) -> Request:
         """Queue a request; raise QueueFull if ``max_queue`` requests are already in flight."""

@@ -1,7 +1,7 @@
 """Generation from a checkpoint: the :class:`Generator` front end and the default checkpoint.
 
 A Generator loads everything it needs from a checkpoint path alone (model, vocabulary,
-normalisation policy) and hands out :class:`~textgen.engine.Engine` instances: the server
+normalisation policy, Chinese script) and hands out :class:`~textgen.engine.Engine` instances: the server
 runs one in a background thread, while :meth:`Generator.stream` and
 :meth:`Generator.generate` drive a private one inline for the CLI, the tests and scripts.
 Sampling parameters are a :class:`~textgen.sampling.GenerationConfig`.
@@ -23,6 +23,7 @@ from textgen.evaluate import load_model
 from textgen.model import CharLM
 from textgen.normalize import get_normalizer
 from textgen.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
+from textgen.script import model_script
 from textgen.tokenizer import Vocab
 
 __all__ = [
@@ -66,7 +67,8 @@ class Generator:
         self.model, self.vocab, self.path = model.eval(), vocab, path
         self.normalize = get_normalizer(ckpt["tokenizer"]["normalization"]["name"])
         self.sha256 = checkpoint.sha256(path)
-        self.info = _describe(ckpt, model, vocab)
+        self.script = model_script(ckpt, vocab)  # "simplified", "traditional" or "unknown"
+        self.info = {**_describe(ckpt, model, vocab), "script": self.script}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, threads: int = 0) -> Generator:
@@ -83,7 +85,8 @@ class Generator:
         return f"textgen-{self.path.stem}-{self.sha256[:12]}"
 
     def engine(self, max_batch: int = 64, max_queue: int = 256, on_step=None) -> Engine:
-        return Engine(self.model, self.vocab, self.normalize, max_batch, max_queue, on_step)
+        return Engine(self.model, self.vocab, self.normalize, max_batch, max_queue, on_step,
+                      script=self.script)  # fmt: skip
 
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[Event]:
         """Generate inline, yielding Chunk events as text comes and a final Done event."""

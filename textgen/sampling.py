@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from textgen.script import SCRIPTS
+
 MAX_STOP_STRINGS = 4
 MAX_TOP_LOGPROBS = 5
 
@@ -42,8 +44,10 @@ class GenerationConfig:
     ``temperature`` 0 means greedy. ``top_k`` 0 and ``top_p`` 1 switch those filters off.
     ``repetition_penalty`` > 1 divides the odds of every token seen in the last
     ``repetition_window`` tokens (prompt included), the cure for the loops char models fall
-    into. Generation ends after ``max_new_tokens`` tokens or at the first ``stop`` string,
-    which is not part of the returned text. ``n`` independent samples share one prefill.
+    into. Generation ends after ``max_new_tokens`` characters (a word model's last word may be
+    cut) or at the first ``stop`` string, which is not part of the returned text. ``n`` independent samples share one prefill.
+    ``script`` is the Chinese script of the returned text: "simplified", "traditional" or
+    "auto" (the prompt's; the model's when the prompt shows neither).
     """
 
     max_new_tokens: int = 200
@@ -57,6 +61,7 @@ class GenerationConfig:
     n: int = 1
     logprobs: bool = False
     top_logprobs: int = 0
+    script: str = "auto"
 
     def __post_init__(self) -> None:
         _check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -69,6 +74,8 @@ class GenerationConfig:
         _check_int("top_logprobs", self.top_logprobs, 0, MAX_TOP_LOGPROBS)
         if self.seed is not None:
             _check_int("seed", self.seed, 0)
+        if self.script not in SCRIPTS:
+            raise ValueError(f"script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
         self._check_stop()
 
     def _check_stop(self) -> None:
@@ -246,7 +253,11 @@ class SampleResult:
 
 @dataclass
 class GenerationResult:
-    """A finished request: normalised prompt, counts, samples and timings (milliseconds)."""
+    """A finished request: normalised prompt, counts, samples and timings (milliseconds).
+
+    ``prompt`` is what the model read (normalised, in the model's script); ``script`` is the
+    script of the samples' text ("unknown" when no conversion applies).
+    """
 
     id: str
     prompt: str
@@ -254,6 +265,7 @@ class GenerationResult:
     unknown_prompt_chars: int
     samples: list[SampleResult]
     timing: dict[str, float]
+    script: str = "unknown"
 
     @property
     def text(self) -> str:

@@ -44,6 +44,14 @@ StopString = Annotated[
 ]
 StopField = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None
 
+# textgen.script.SCRIPTS as a type, so the schema lists the values and others get 422
+Script = Literal["auto", "simplified", "traditional"]
+SCRIPT_HELP = (
+    "Chinese script of the output: auto (the prompt's; the model's when the prompt shows "
+    "neither), simplified or traditional. Prompts and stop strings in either script are "
+    "accepted."
+)
+
 
 # A prompt must hold a character that survives normalisation (not a space, control or
 # zero-width character); the schema publishes the same rule as a pattern.
@@ -120,6 +128,7 @@ class GenerateRequest(JsonRequest):
     n: int = Field(1, ge=1, description="independent samples")
     logprobs: bool = Field(False, description="return each character's log-probability")
     top_logprobs: int = Field(0, ge=0, le=MAX_TOP_LOGPROBS, description="alternatives per char")
+    script: Script = Field("auto", description=SCRIPT_HELP)
     stream: bool = Field(False, description="answer with Server-Sent Events")
 
     @field_validator("prompt")
@@ -139,7 +148,7 @@ class GenerateRequest(JsonRequest):
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
             top_p=self.top_p, repetition_penalty=self.repetition_penalty,
             repetition_window=self.repetition_window, stop=_stops(self.stop), seed=self.seed,
-            n=self.n, logprobs=self.logprobs, top_logprobs=self.top_logprobs,
+            n=self.n, logprobs=self.logprobs, top_logprobs=self.top_logprobs, script=self.script,
         )  # fmt: skip
 
 
@@ -160,6 +169,7 @@ class CompletionRequest(JsonRequest):
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     top_k: int = Field(0, ge=0, le=100_000, description="textgen extension")
     repetition_penalty: float = Field(1.0, ge=1.0, le=5.0, description="textgen extension")
+    script: Script = Field("auto", description="textgen extension. " + SCRIPT_HELP)
 
     @field_validator("prompt")
     @classmethod
@@ -184,7 +194,7 @@ class CompletionRequest(JsonRequest):
             max_new_tokens=self.max_tokens, temperature=self.temperature, top_k=self.top_k,
             top_p=self.top_p, repetition_penalty=self.repetition_penalty, stop=_stops(self.stop),
             seed=self.seed, n=self.n, logprobs=self.logprobs is not None,
-            top_logprobs=self.logprobs or 0,
+            top_logprobs=self.logprobs or 0, script=self.script,
         )  # fmt: skip
 
 
@@ -224,7 +234,9 @@ class TokenInfo(BaseModel):
     token: str
     logprob: float
     offset: int = Field(description="char offset of the token in the choice's text")
-    top: dict[str, float] | None = None
+    top: dict[str, float] | None = Field(
+        None, description="the likeliest vocabulary tokens, in the model's script"
+    )
 
 
 class Choice(BaseModel):
@@ -258,7 +270,8 @@ class Timing(BaseModel):
 class GenerateResponse(BaseModel):
     id: str
     model: str
-    prompt: str = Field(description="the prompt after normalisation")
+    prompt: str = Field(description="the prompt as the model read it: in its script, normalised")
+    script: str = Field(description="the script of the text: what auto chose (unknown: as is)")
     text: str = Field(description="choices[0].text")
     finish_reason: str = Field(description="choices[0].finish_reason")
     choices: list[Choice]
@@ -332,7 +345,7 @@ def generate_response(r: GenerationResult, model: str) -> dict[str, Any]:
     usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
              "total_tokens": r.prompt_tokens + r.completion_tokens,
              "unknown_prompt_chars": r.unknown_prompt_chars}  # fmt: skip
-    return {"id": r.id, "model": model, "prompt": r.prompt, "text": r.text,
+    return {"id": r.id, "model": model, "prompt": r.prompt, "script": r.script, "text": r.text,
             "finish_reason": r.finish_reason, "choices": choices, "usage": usage,
             "timing": r.timing}  # fmt: skip
 
