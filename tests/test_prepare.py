@@ -45,7 +45,9 @@ def _make_docs(tmp_path, n=12):
     folder.mkdir()
     for i in range(n):
         (folder / f"doc{i:02d}.txt").write_text(
-            f"第{i}篇文章。" * (20 + i) + "\n结尾。\n", encoding="utf-8"
+            # every digit in every document: the vocabulary comes from the train split alone
+            f"第{i}篇文章。" * (20 + i) + "\n结尾0123456789。\n",
+            encoding="utf-8",
         )
     return folder
 
@@ -183,3 +185,32 @@ def test_cli_prepare_and_errors(tmp_path, pfr_slice):
     assert run.returncode == 1
     assert "bin.txt: binary data (NUL byte at byte offset 0)" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_vocabulary_comes_from_the_train_split_only(tmp_path):
+    f = tmp_path / "one.txt"  # one file: contiguous split, the last lines are the test split
+    f.write_text("共同的文字。\n" * 200 + "龘靐齉。\n", encoding="utf-8")
+    meta = _prep(tmp_path, [f])
+    data = PreparedCorpus.open(tmp_path / "out")
+    assert meta["vocab_from"] == "train" and meta["distinct_tokens"] == 10
+    assert "龘" not in data.vocab and len(data.vocab) == 1 + 7  # <unk> + the train characters
+    test = meta["splits"]["test"]
+    assert test["unknown"] == 3 and test["unknown_chars"] == 3 and test["unk_rate"] > 0
+    assert list(data.split("test")[-5:-1]) == [0, 0, 0, data.vocab.id("。")]
+    assert meta["splits"]["train"]["unknown"] == 0 and meta["coverage"] == 1
+    assert all(meta["splits"][s]["chars"] == meta["splits"][s]["tokens"] for s in ("train", "val"))
+
+
+def test_word_level_has_a_default_cap_and_counts_characters(tmp_path, pfr_slice):
+    from textgen.prepare import WORD_MAX_VOCAB
+
+    meta = _prep(tmp_path, [pfr_slice], "w", level="word")
+    assert meta["config"]["max_vocab"] == WORD_MAX_VOCAB
+    capped = _prep(tmp_path, [pfr_slice], "c", level="word", max_vocab=500)
+    assert capped["vocab_size"] == 500 and capped["splits"]["train"]["unknown"] > 0
+    for s in ("train", "val", "test"):
+        split = capped["splits"][s]
+        assert split["chars"] > split["tokens"]  # words are longer than one character
+        assert split["unknown_chars"] >= split["unknown"]
+        # the characters are those of the text, whatever the vocabulary
+        assert split["chars"] == meta["splits"][s]["chars"]

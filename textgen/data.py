@@ -50,6 +50,25 @@ class PreparedCorpus:
             )
         return data
 
+    def token_chars(self, split: str) -> np.ndarray:
+        """Characters per token id (float64, (V,)), for bits per *character* at any level.
+
+        ``<unk>`` stands for text the vocabulary lacks: at character level one character, at
+        word level the split's average length of its unknown words (recorded by prepare).
+        """
+        lengths = np.array([len(t) for t in self.vocab.tokens], dtype=np.float64)
+        s = self.meta["splits"][split]
+        if s.get("unknown") and "unknown_chars" in s:
+            lengths[self.vocab.unk_id] = s["unknown_chars"] / s["unknown"]
+        else:
+            lengths[self.vocab.unk_id] = 1.0
+        return lengths
+
+    def chars_per_token(self, split: str = "train") -> float:
+        """Average characters per token of a split: 1 at character level."""
+        s = self.meta["splits"][split]
+        return s.get("chars", s["tokens"]) / max(s["tokens"], 1)
+
 
 class StreamBatcher:
     """Stateful truncated-BPTT batches: the split is cut into parallel contiguous streams.
@@ -62,11 +81,18 @@ class StreamBatcher:
     """
 
     def __init__(
-        self, tokens: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world: int = 1
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world: int = 1,
+        lut: np.ndarray | None = None,
     ) -> None:
+        """``lut`` maps the file's ids to the model's (fine-tuning on an extended vocabulary)."""
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
-        self.tokens = tokens
+        self.tokens, self.lut = tokens, lut
         self.batch_size, self.seq_len = batch_size, seq_len
         self.stream_len = len(tokens) // (batch_size * world)
         if self.stream_len < seq_len + 1:
@@ -90,7 +116,7 @@ class StreamBatcher:
         t = self.seq_len
         rows = np.stack([self.tokens[s + self.pos : s + self.pos + t + 1] for s in self.starts])
         self.pos += t
-        rows = rows.astype(np.int64)
+        rows = (self.lut[rows] if self.lut is not None else rows).astype(np.int64)
         return rows[:, :-1], rows[:, 1:], new_epoch
 
     def position(self) -> dict[str, int]:

@@ -12,7 +12,7 @@ from textgen import checkpoint
 from textgen.data import PreparedCorpus
 from textgen.model import CharLM, ModelConfig
 from textgen.normalize import get_normalizer
-from textgen.tokenizer import Vocab, make_tokenizer
+from textgen.tokenizer import Vocab, make_tokenizer, remap_table
 
 
 @torch.no_grad()
@@ -23,11 +23,16 @@ def evaluate_ids(
     batch_size: int = 8,
     seq_len: int = 256,
     device: str | torch.device = "cpu",
+    token_chars: np.ndarray | None = None,
+    lut: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Score ``ids`` as B parallel streams with carried state, in float32.
 
-    Each stream's first token has no context and is not scored. Bits per character divide by
-    the characters of the scored tokens (the same as per token at character level).
+    Each stream's first token has no context and is not scored. Bits per character divide the
+    bits by the characters of the scored tokens (``token_chars``: characters per id, see
+    :meth:`PreparedCorpus.token_chars`; default each token's length, ``<unk>`` one), so a
+    word model and a character model compare directly; ``bits_per_token`` is beside it.
+    ``lut`` maps the ids of ``ids`` (and ``token_chars``) to the model's vocabulary.
     """
     n = len(ids)
     batch_size = max(1, min(batch_size, (n - 1) // 2))
@@ -39,25 +44,35 @@ def evaluate_ids(
     streams = np.asarray(ids[: batch_size * stream_len], dtype=np.int64).reshape(
         batch_size, stream_len
     )
-    lengths = np.array([len(t) for t in vocab.tokens], dtype=np.int64)
+    lengths = token_chars if token_chars is not None else default_token_chars(vocab)
+    chars = float(lengths[streams[:, 1:]].sum())  # the scored positions
+    if lut is not None:
+        streams = lut[streams].astype(np.int64)
     state = model.init_state(batch_size, device)
     nll = 0.0
-    chars = 0
     for pos in range(0, stream_len - 1, seq_len):
         chunk = torch.from_numpy(streams[:, pos : pos + seq_len + 1]).to(device)
         x, y = chunk[:, :-1], chunk[:, 1:]  # (B, T)
         features, state = model(x, state)
         nll += float(model.loss(features, y)) * y.numel()
-        chars += int(lengths[y.cpu().numpy()].sum())
     model.train(was_training)
     scored = batch_size * (stream_len - 1)
-    unknown = int(np.count_nonzero(np.asarray(ids) == vocab.unk_id))
+    unknown = int(np.count_nonzero(streams == vocab.unk_id))
     return {
         "bpc": nll / math.log(2) / chars,
+        "bits_per_token": nll / math.log(2) / scored,
         "perplexity": math.exp(nll / scored),  # per token
-        "unknown_rate": unknown / n,
+        "unknown_rate": unknown / streams.size,
         "tokens": scored,
+        "chars": round(chars),
     }
+
+
+def default_token_chars(vocab: Vocab) -> np.ndarray:
+    """Characters per id: each token's length, and one for ``<unk>``."""
+    lengths = np.array([len(t) for t in vocab.tokens], dtype=np.float64)
+    lengths[vocab.unk_id] = 1.0
+    return lengths
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CharLM, Vocab, dict]:
@@ -76,15 +91,33 @@ def evaluate_checkpoint(
     text_file: str | Path | None = None,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """`textgen eval`: a checkpoint on a prepared split, or on a text file normalised its way."""
+    """`textgen eval`: a checkpoint on a prepared split, or on a text file normalised its way.
+
+    A text file in the other script (Traditional for a Simplified model, or the reverse) is
+    converted with OpenCC first. A corpus prepared with another vocabulary is mapped onto the
+    model's by token; what the model lacks becomes ``<unk>`` (and counts as unknown).
+    """
+    from textgen.script import model_script, to_script
+
     model, vocab, ckpt = load_model(path, device)
     if text_file is not None:
         normalize = get_normalizer(ckpt["tokenizer"]["normalization"]["name"])
-        text = normalize(Path(text_file).read_text(encoding="utf-8"))
+        raw = Path(text_file).read_text(encoding="utf-8")
+        text = normalize(to_script(raw, model_script(ckpt, vocab)))
         ids = make_tokenizer(vocab).encode(text)
-    else:
-        corpus = PreparedCorpus.open(data)
-        if corpus.vocab.tokens != vocab.tokens:
-            raise ValueError(f"{data} was prepared with another vocabulary than {path}")
-        ids = corpus.split(split)
-    return evaluate_ids(model, ids, vocab, device=device)
+        return evaluate_ids(model, ids, vocab, device=device)
+    corpus = PreparedCorpus.open(data)
+    if corpus.vocab.level != vocab.level:
+        raise ValueError(
+            f"{data} is a {corpus.vocab.level}-level corpus and {path} a {vocab.level}-level model"
+        )
+    same = corpus.vocab.tokens == vocab.tokens
+    lut = None if same else remap_table(corpus.vocab, vocab)
+    return evaluate_ids(
+        model,
+        corpus.split(split),
+        vocab,
+        device=device,
+        token_chars=corpus.token_chars(split),
+        lut=lut,
+    )

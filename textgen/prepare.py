@@ -1,9 +1,12 @@
 """`textgen prepare`: corpus files -> vocabulary + encoded train/val/test token streams.
 
-Two streaming passes over the sources keep memory bounded whatever the corpus size:
-pass 1 checks and counts tokens (building the vocabulary), pass 2 encodes and writes.
-Output goes to a temporary folder beside ``out`` that replaces it only when complete, so a
-failure or a kill never leaves a half-written corpus behind.
+Streaming passes keep memory bounded whatever the corpus size: pass 1 checks the sources
+and counts tokens per document (which fixes the split), pass 2 encodes every token with a
+provisional vocabulary of *all* tokens and writes the splits, and pass 3 builds the real
+vocabulary from the **train split only** and rewrites the id files through a lookup table.
+Validation and test text the training split never saw is therefore ``<unk>``, and their
+unknown rates are honest. Output goes to a temporary folder beside ``out`` that replaces it
+only when complete, so a failure or a kill never leaves a half-written corpus behind.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from textgen.normalize import describe as describe_normalization
 from textgen.tokenizer import LEVELS, Vocab, jieba_words, make_tokenizer
 
 SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vocabulary from the train split; per-split chars and script
+WORD_MAX_VOCAB = 30_000  # default cap at word level (see PrepareConfig.vocab_cap)
+REMAP_BLOCK = 1 << 22  # ids remapped per block in pass 3
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +49,7 @@ class PrepareConfig:
     test_fraction: float = 0.05
     seed: int = 1234
     min_freq: int = 1
-    max_vocab: int | None = None
+    max_vocab: int | None = None  # None: no cap for characters, WORD_MAX_VOCAB for words
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -64,6 +69,14 @@ class PrepareConfig:
         if self.max_vocab is not None and self.max_vocab < 2:
             raise ValueError(f"max_vocab must be >= 2, got {self.max_vocab}")
 
+    def vocab_cap(self) -> int | None:
+        """The cap on vocabulary ids. Words get one by default: a word vocabulary grows with
+        the corpus (75k words for the 1998 corpus with jieba, most seen once or twice), and
+        rare words are better left to ``<unk>`` than given an embedding row each."""
+        if self.max_vocab is not None:
+            return self.max_vocab
+        return WORD_MAX_VOCAB if self.level == "word" else None
+
     def default_name(self) -> str:
         base = Path(self.sources[0]).stem if self.sources else "pd1998"
         return base if self.level == "char" else f"{base}-{self.level}"
@@ -77,17 +90,16 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> dict:
     total_bytes = sum(s.bytes for s in sources)
 
     counts, doc_tokens = _count(sources, cfg, _bar(total_bytes, "count ", progress))
-    vocab = Vocab.build(counts, cfg.level, cfg.min_freq, cfg.max_vocab)
-    total = sum(doc_tokens)
-    if total == 0:
+    if sum(doc_tokens) == 0:
         raise corpus.CorpusError("the corpus holds no text after normalisation")
+    every = Vocab.build(counts, cfg.level)  # provisional: every token of every split
     assignment = _assign_documents(doc_tokens, cfg)
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        writer = _SplitWriter(tmp, vocab, total, cfg, assignment)
+        writer = _SplitWriter(tmp, every, sum(doc_tokens), cfg, assignment)
         bar = _bar(total_bytes, "encode", progress)
         for i, src in enumerate(sources):
             for tokens, nbytes in _token_blocks(src, cfg):
@@ -95,7 +107,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> dict:
                 bar.update(nbytes)
         bar.close()
         writer.close()
-        meta = _meta(cfg, out, sources, vocab, counts, writer, assignment, started)
+        train_counts = _train_counts(tmp, every)
+        vocab = Vocab.build(train_counts, cfg.level, cfg.min_freq, cfg.vocab_cap())
+        stats = _remap(tmp, every, vocab)
+        meta = _meta(cfg, out, sources, vocab, counts, train_counts, writer, stats, started)
         _write_json(tmp / "vocab.json", vocab.to_dict())
         _write_json(tmp / "meta.json", meta)
         _replace_dir(tmp, out)
@@ -187,7 +202,7 @@ def _assign_documents(doc_tokens: list[int], cfg: PrepareConfig) -> list[str] | 
 
 
 class _SplitWriter:
-    """Pass 2: appends encoded ids to train/val/test.bin and counts tokens and unknowns."""
+    """Pass 2: appends ids of the provisional vocabulary (uint32) to ``<split>.all``."""
 
     def __init__(
         self, folder: Path, vocab: Vocab, total: int, cfg: PrepareConfig, assignment
@@ -196,9 +211,8 @@ class _SplitWriter:
         self.vocab = vocab
         self.assignment = assignment
         # closed (and fsynced) in close(); the folder is deleted whole on failure
-        self.files = {s: open(folder / f"{s}.bin", "wb") for s in SPLITS}  # noqa: SIM115
+        self.files = {s: open(folder / f"{s}.all", "wb") for s in SPLITS}  # noqa: SIM115
         self.tokens = dict.fromkeys(SPLITS, 0)
-        self.unknown = dict.fromkeys(SPLITS, 0)
         self.docs = dict.fromkeys(SPLITS, 0)
         # contiguous mode: the token positions where val and test begin (moved to a line end)
         train_share = 1 - cfg.val_fraction - cfg.test_fraction
@@ -209,9 +223,9 @@ class _SplitWriter:
 
     def _encode(self, tokens: str | list[str]) -> np.ndarray:
         if isinstance(tokens, str):
-            return self.tokenizer.encode(tokens)
+            return self.tokenizer.encode(tokens).astype(np.uint32)
         get = self.vocab.id
-        return np.fromiter((get(t) for t in tokens), dtype=self.vocab.dtype, count=len(tokens))
+        return np.fromiter((get(t) for t in tokens), dtype=np.uint32, count=len(tokens))
 
     def write(self, doc: int, tokens: str | list[str]) -> None:
         ids = self._encode(tokens)
@@ -234,15 +248,13 @@ class _SplitWriter:
             ids = ids[cut:]
 
     def _emit(self, split: str, ids: np.ndarray, new_doc: bool) -> None:
-        self.files[split].write(ids.tobytes())
+        self.files[split].write(ids.astype("<u4").tobytes())
         self.tokens[split] += len(ids)
-        self.unknown[split] += int(np.count_nonzero(ids == 0))
         self.docs[split] += int(new_doc)
 
     def close(self) -> None:
         for f in self.files.values():
             f.flush()
-            os.fsync(f.fileno())
             f.close()
         empty = [s for s in SPLITS if self.tokens[s] == 0]
         if empty:
@@ -252,8 +264,50 @@ class _SplitWriter:
             )
 
 
-def _meta(cfg, out, sources, vocab, counts, writer, assignment, started) -> dict:
-    train_total = writer.tokens["train"]
+def _blocks(path: Path) -> Iterator[np.ndarray]:
+    ids = np.memmap(path, dtype="<u4", mode="r")
+    for start in range(0, len(ids), REMAP_BLOCK):
+        yield np.asarray(ids[start : start + REMAP_BLOCK])
+
+
+def _train_counts(folder: Path, every: Vocab) -> dict[str, int]:
+    """Token counts of the train split alone (pass 3 builds the vocabulary from them)."""
+    n = np.zeros(len(every), dtype=np.int64)
+    for ids in _blocks(folder / "train.all"):
+        n += np.bincount(ids, minlength=len(every))
+    return {every.tokens[i]: int(n[i]) for i in np.flatnonzero(n)}
+
+
+def _remap(folder: Path, every: Vocab, vocab: Vocab) -> dict[str, dict[str, int]]:
+    """Pass 3: rewrite ``<split>.all`` (provisional ids) as ``<split>.bin`` (``vocab``'s ids).
+
+    Returns per split the tokens, unknown tokens, characters and characters of unknown tokens
+    (so a word-level report can divide its bits by the characters of the text).
+    """
+    lut = np.array([vocab.id(t) for t in every.tokens], dtype=vocab.dtype)
+    lengths = np.array([len(t) for t in every.tokens], dtype=np.int64)
+    stats = {}
+    for split in SPLITS:
+        s = dict.fromkeys(("tokens", "unknown", "chars", "unknown_chars"), 0)
+        with open(folder / f"{split}.bin", "wb") as f:
+            for ids in _blocks(folder / f"{split}.all"):
+                new = lut[ids]
+                f.write(new.astype(vocab.dtype.newbyteorder("<")).tobytes())
+                unk = new == 0
+                s["tokens"] += len(ids)
+                s["unknown"] += int(np.count_nonzero(unk))
+                s["chars"] += int(lengths[ids].sum())
+                s["unknown_chars"] += int(lengths[ids[unk]].sum())
+            f.flush()
+            os.fsync(f.fileno())
+        (folder / f"{split}.all").unlink()
+        stats[split] = s
+    return stats
+
+
+def _meta(cfg, out, sources, vocab, counts, train_counts, writer, stats, started) -> dict:
+    from textgen.script import detect_script
+
     return {
         "format_version": FORMAT_VERSION,
         "textgen_version": __version__,
@@ -262,22 +316,24 @@ def _meta(cfg, out, sources, vocab, counts, writer, assignment, started) -> dict
         "segmenter": cfg.segmenter if vocab.level == "word" else None,
         "sources": [s.to_dict() for s in sources],
         "normalization": describe_normalization(),
-        "split_mode": "contiguous" if assignment is None else "documents",
+        "script": detect_script(train_counts),
+        "split_mode": "contiguous" if writer.assignment is None else "documents",
         "vocab_size": len(vocab),
+        "vocab_from": "train",
         "dtype": vocab.dtype.name,
         "byteorder": "little",
         "distinct_tokens": len(counts),
+        "train_distinct_tokens": len(train_counts),
         "splits": {
             s: {
-                "tokens": writer.tokens[s],
+                **stats[s],
                 "documents": writer.docs[s],
-                "unknown": writer.unknown[s],
-                "unk_rate": writer.unknown[s] / max(writer.tokens[s], 1),
+                "unk_rate": stats[s]["unknown"] / max(stats[s]["tokens"], 1),
             }
             for s in SPLITS
         },
-        "coverage": 1 - writer.unknown["train"] / max(train_total, 1),
-        "config": asdict(cfg),
+        "coverage": 1 - stats["train"]["unknown"] / max(stats["train"]["tokens"], 1),
+        "config": {**asdict(cfg), "max_vocab": cfg.vocab_cap()},
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
 

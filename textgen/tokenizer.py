@@ -169,5 +169,22 @@ def jieba_words(text: str) -> list[str]:
     return out
 
 
+def remap_table(src: Vocab, dst: Vocab) -> np.ndarray:
+    """Lookup table from ``src`` ids to ``dst`` ids by token; tokens ``dst`` lacks -> ``<unk>``."""
+    return np.array([dst.id(t) for t in src.tokens], dtype=dst.dtype)
+
+
+def extend(base: Vocab, other: Vocab) -> Vocab:
+    """``base`` with the tokens of ``other`` it lacks appended (in ``other``'s id order).
+
+    Old ids keep their tokens, so a model extended to the new vocabulary still reads
+    everything the base model did (fine-tuning, ``textgen train --init-from``).
+    """
+    if base.level != other.level:
+        raise ValueError(f"cannot extend a {base.level}-level vocabulary with {other.level} tokens")
+    new = [t for t in other.tokens if t not in base]
+    return Vocab(base.tokens + new, base.level)
+
+
 def make_tokenizer(vocab: Vocab) -> CharTokenizer | WordTokenizer:
     return CharTokenizer(vocab) if vocab.level == "char" else WordTokenizer(vocab)
