@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from textgen import __version__, cli_diagnose, cli_serve
 
@@ -111,8 +112,9 @@ def _prepare_summary(meta: dict) -> str:
     rows = [
         f"prepared {meta['name']} ({meta['level']} level, {meta['split_mode']} split) "
         f"in {meta['elapsed_s']:.1f}s",
-        f"vocabulary {meta['vocab_size']} ids ({meta['distinct_tokens']} distinct tokens), "
-        f"train coverage {meta['coverage']:.4%}",
+        f"vocabulary {meta['vocab_size']:,} ids from the train split "
+        f"({meta['distinct_tokens']:,} distinct tokens in all splits), "
+        f"train coverage {meta['coverage']:.4%}, script {meta['script']}",
         f"{'split':<6} {'tokens':>12} {'docs':>6} {'unknown':>9} {'unk rate':>9}",
     ]
     for name, s in meta["splits"].items():
@@ -144,9 +146,15 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--schedule": ("schedule", str, "cosine | linear | constant decay after warm-up"),
+    "--min-lr-ratio": ("min_lr_ratio", float, "the decay ends at lr times this"),
     "--clip": ("clip", float, "max global gradient norm; 0 turns clipping off"),
-    "--max-steps": ("max_steps", int, "stop after this many steps"),
-    "--max-minutes": ("max_minutes", float, "stop after this many minutes (0: no limit)"),
+    "--max-steps": ("max_steps", int, "stop after this many steps (default: no step limit)"),
+    "--max-minutes": (
+        "max_minutes",
+        float,
+        "time budget in minutes; the learning rate decays over it and the defaults are "
+        "chosen for it (default 15 when no --max-steps is given)",
+    ),
     "--eval-every": ("eval_every", int, "validation BPC every N steps"),
     "--save-every": ("save_every", int, "write last.pt every N steps"),
     "--patience": ("patience", int, "stop after N evaluations without improvement (0: off)"),
@@ -170,13 +178,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "Train a character language model with stateful truncated BPTT and gradient "
             "clipping. Writes last.pt, best.pt, metrics.jsonl (loss, grad_norm, clipped, "
             "val_bpc), config.json and curves.png into --out. Settings come from --config "
-            "(TOML with [model] and [train] tables) and flags; flags win."
+            "(TOML with [model] and [train] tables) and flags; flags win. Whatever neither "
+            "sets is chosen by one measured rule (textgen/defaults.py) from the corpus size, "
+            "its vocabulary and the time budget: it prints what it chose and why, and "
+            "config.json records it. With no progress bar (--no-progress, or output to a "
+            "file) a log line comes every 30 s, and each evaluation logs a short sample."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
             "  textgen train --data data/prepared/pd1998 --out runs/lstm --max-minutes 10\n"
             "  textgen train --data data/prepared/pd1998 --out runs/lstm --resume\n"
+            "  textgen train --data data/prepared/mine --out runs/mine --init-from default\n"
             "  torchrun --nproc_per_node=2 -m textgen train --data ... --out runs/ddp\n"
         ),
     )
@@ -187,7 +200,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, metavar="DIR", help="run folder for checkpoints and metrics"
     )
     p.add_argument("--config", metavar="FILE.toml", help="settings file; flags override it")
-    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from --out/last.pt (model and vocabulary from it; flags may change "
+        "training settings, e.g. a longer --max-minutes)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="fine-tune: start from this checkpoint, run folder or exported model ('default': "
+        "the bundled model); the corpus's new characters are appended to its vocabulary",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
     for flag, (_, typ, help_text) in {**MODEL_FLAGS, **TRAIN_FLAGS}.items():
@@ -225,22 +249,80 @@ def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
     return model, train
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train_plan(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, dict]:
+    """Model config, train config, vocabulary, starting weights and notes for `train`.
+
+    Resuming takes the model and vocabulary from last.pt (flags may change training
+    settings); --init-from takes them from the base model; otherwise the defaults rule
+    (textgen.defaults) fills in whatever no flag or TOML value set.
+    """
+    from pathlib import Path
+
+    from textgen import checkpoint, defaults
     from textgen.data import PreparedCorpus
+    from textgen.model import ModelConfig
+    from textgen.tokenizer import Vocab
+
+    model_d, train_d = _settings(args)
+    corpus = PreparedCorpus.open(args.data)
+    last = Path(args.out) / "last.pt"
+    if args.resume and last.is_file():
+        prior = checkpoint.load(last)
+        train = {**prior["train_config"], **train_d}
+        vocab = Vocab.from_dict(prior["tokenizer"]["vocab"])
+        model_cfg = ModelConfig.from_dict(prior["model_config"])
+        return model_cfg, train, vocab, None, {"resumed_from": str(last)}
+    if not (train_d.get("max_minutes") or train_d.get("max_steps")):
+        train_d["max_minutes"] = defaults.DEFAULT_MINUTES
+    vocab = init = None
+    if args.init_from:
+        from textgen.finetune import plan
+
+        model_cfg, vocab, init = plan(args.init_from, corpus, model_d)
+        choice = defaults.choose_finetune()
+        overridden = defaults.apply(choice, {}, train_d)
+    else:
+        train_chars = corpus.meta["splits"]["train"].get("chars") or len(corpus.split("train"))
+        minutes = defaults.budget_minutes(train_d)
+        choice = defaults.choose(train_chars, len(corpus.vocab), minutes)
+        overridden = defaults.apply(choice, model_d, train_d)
+        model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **model_d})
+    notes = {"defaults": {**choice.to_dict(), "overridden_by_user": overridden}}
+    return model_cfg, train_d, vocab, init, notes
+
+
+def _print_plan(notes: dict) -> None:
+    chosen = notes.get("defaults")
+    if not chosen:
+        print(f"resuming {notes['resumed_from']}: model and vocabulary from the checkpoint")
+        return
+    print("defaults (textgen/defaults.py; any flag or --config value wins):")
+    for reason in chosen["reasons"]:
+        print(f"  - {reason}")
+    if chosen["overridden_by_user"]:
+        print(f"  your settings replaced: {', '.join(chosen['overridden_by_user'])}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from textgen.model import ModelConfig
     from textgen.train import TrainConfig, Trainer, shutdown_distributed
 
-    model_d, train_d = _settings(args)
-    model_cfg = ModelConfig.from_dict(
-        {"vocab_size": len(PreparedCorpus.open(args.data).vocab), **model_d}
-    )
+    model_cfg, train_d, vocab, init, notes = _train_plan(args)
+    assert isinstance(model_cfg, ModelConfig)
     cfg = TrainConfig.from_dict(train_d)
-    trainer = Trainer(args.data, args.out, model_cfg, cfg)
+    trainer = Trainer(args.data, args.out, model_cfg, cfg, vocab=vocab, init=init)
+    trainer.notes = notes
     finished = False
     try:
         if args.resume and not trainer.resume():
             print(f"no {args.out}/last.pt to resume from: starting afresh", file=sys.stderr)
         if trainer.dist.main:
+            _print_plan(notes)
+            if init:
+                f = init["from"]
+                print(
+                    f"fine-tuning from {f['path']} (step {f['step']}): {f['new_tokens']} new tokens appended to its {f['base_vocab_size']} ids"
+                )
             n_params = sum(p.numel() for p in trainer.model.parameters())
             print(f"model {json.dumps(model_cfg.to_dict())} ({n_params:,} parameters)")
             print(
@@ -291,8 +373,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     r = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.text, args.device)
     where = args.text or f"{args.data} [{args.split}]"
+    per_token = ""
+    if r["chars"] != r["tokens"]:  # word level: bits per word beside bits per character
+        per_token = f" ({r['bits_per_token']:.4f} bits/token)"
     print(
-        f"{where}: {r['bpc']:.4f} bits/char, perplexity {r['perplexity']:.2f}, "
+        f"{where}: {r['bpc']:.4f} bits/char{per_token}, perplexity {r['perplexity']:.2f}, "
         f"unknown rate {r['unknown_rate']:.4%} over {r['tokens']:,} tokens"
     )
     if args.json:
@@ -319,15 +404,16 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     corpus = PreparedCorpus.open(args.data)
     lm = KneserNey(args.order, vocab_size=len(corpus.vocab)).fit(corpus.split("train"))
-    r = {
-        "order": args.order,
-        "val_bpc": lm.bits_per_token(corpus.split("val")),
-        "test_bpc": lm.bits_per_token(corpus.split("test")),
-    }
-    unit = "bits/char" if corpus.vocab.level == "char" else "bits/word"
-    print(
-        f"{args.order}-gram Kneser-Ney on {args.data}: val {r['val_bpc']:.4f}, test {r['test_bpc']:.4f} {unit}"
-    )
+    r: dict = {"order": args.order}
+    for split in ("val", "test"):
+        ids = corpus.split(split)
+        bits = lm.bits_per_token(ids) * len(ids)  # every position is scored
+        r[f"{split}_bpc"] = bits / float(corpus.token_chars(split)[ids].sum())
+        r[f"{split}_bits_per_token"] = bits / len(ids)
+    line = f"{args.order}-gram Kneser-Ney on {args.data}: val {r['val_bpc']:.4f}, test {r['test_bpc']:.4f} bits/char"
+    if corpus.vocab.level == "word":
+        line += f" ({r['val_bits_per_token']:.4f}, {r['test_bits_per_token']:.4f} bits/word)"
+    print(line)
     if args.json:
         print(json.dumps(r))
     return 0

@@ -14,11 +14,13 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -27,6 +29,7 @@ from textgen import __version__, checkpoint
 from textgen.data import PreparedCorpus, StreamBatcher
 from textgen.evaluate import evaluate_ids
 from textgen.model import CharLM, ModelConfig
+from textgen.tokenizer import Vocab, make_tokenizer, remap_table
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -46,8 +49,8 @@ class TrainConfig:
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     clip: float = 1.0  # max global gradient norm; 0 turns clipping off (the norm is still logged)
-    max_steps: int = 2000
-    max_minutes: float = 0.0  # 0: no time limit
+    max_steps: int = 0  # 0: no step limit (the time budget ends the run)
+    max_minutes: float = 0.0  # 0: no time limit; at least one of the two must be set
     eval_every: int = 200
     save_every: int = 200
     patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
@@ -57,19 +60,21 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0: torch's default
     progress: bool = True
+    log_every_s: float = 30.0  # a log line this often when there is no progress bar
+    sample_chars: int = 60  # a sample this long from a fixed prompt at each evaluation; 0: none
 
     def __post_init__(self) -> None:
         for name in (
             "batch_size",
             "seq_len",
-            "max_steps",
             "eval_every",
             "save_every",
             "max_bad_steps",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "clip", "max_minutes", "warmup_steps", "patience", "threads"):
+        for name in ("weight_decay", "clip", "max_minutes", "warmup_steps", "patience", "threads",
+                     "max_steps", "log_every_s", "sample_chars"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -86,6 +91,8 @@ class TrainConfig:
             raise ValueError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
+        if not (self.max_steps or self.max_minutes):
+            raise ValueError("set max_steps or max_minutes (or both): both are 0, got no limit")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -106,7 +113,9 @@ def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    frac = 0.0
+    if cfg.max_steps:
+        frac = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     if cfg.max_minutes:
         frac = max(frac, elapsed_s / (cfg.max_minutes * 60))
     frac = min(1.0, frac)
@@ -222,13 +231,32 @@ class Trainer:
     """Trains a CharLM on a prepared corpus into a run folder (``out``)."""
 
     def __init__(
-        self, data: str | Path, out: str | Path, model_cfg: ModelConfig, cfg: TrainConfig
+        self,
+        data: str | Path,
+        out: str | Path,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        vocab: Vocab | None = None,
+        init: dict[str, Any] | None = None,
     ) -> None:
+        """``vocab``: the model's vocabulary when it is not the corpus's (fine-tuning, or a
+        resumed fine-tuning run); corpus ids are mapped onto it. ``init``: starting weights
+        (``{"model": state_dict, "from": {...}}``, see textgen.finetune)."""
         self.corpus = PreparedCorpus.open(data)
-        if model_cfg.vocab_size != len(self.corpus.vocab):
+        self.vocab = vocab or self.corpus.vocab
+        if model_cfg.vocab_size != len(self.vocab):
             raise ValueError(
-                f"model vocab_size {model_cfg.vocab_size} != corpus vocabulary {len(self.corpus.vocab)}"
+                f"model vocab_size {model_cfg.vocab_size} != vocabulary {len(self.vocab)}"
             )
+        if self.vocab.level != self.corpus.vocab.level:
+            raise ValueError(
+                f"a {self.vocab.level}-level model cannot train on {data}, a "
+                f"{self.corpus.vocab.level}-level corpus"
+            )
+        same = self.vocab.tokens == self.corpus.vocab.tokens
+        self.lut = None if same else remap_table(self.corpus.vocab, self.vocab)
+        self.init_from = init["from"] if init else None
+        self.notes: dict[str, Any] = {}  # extra facts for config.json (the defaults chosen)
         self.out, self.cfg, self.model_cfg = Path(out), cfg, model_cfg
         self.device = pick_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -236,7 +264,10 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model = CharLM(model_cfg).to(self.device)
+        self.model = CharLM(model_cfg)
+        if init:
+            self.model.load_state_dict(init["model"])
+        self.model.to(self.device)
         self.net: nn.Module = _WithLoss(self.model)
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -245,9 +276,16 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.batcher = StreamBatcher(
-            self.corpus.split("train"), cfg.batch_size, cfg.seq_len, self.dist.rank, self.dist.world
+            self.corpus.split("train"),
+            cfg.batch_size,
+            cfg.seq_len,
+            self.dist.rank,
+            self.dist.world,
+            lut=self.lut,
         )
         self.val = self.corpus.split("val")
+        self.val_chars = self.corpus.token_chars("val")
+        self.chars_per_token = self.corpus.chars_per_token("train")  # 1 at character level
         self.state = self.model.init_state(cfg.batch_size, self.device)
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, across resumes
@@ -266,10 +304,12 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(),
             "model": self.model.state_dict(),
             "tokenizer": {
-                "vocab": self.corpus.vocab.to_dict(),
-                "level": self.corpus.vocab.level,
+                "vocab": self.vocab.to_dict(),
+                "level": self.vocab.level,
                 "normalization": self.corpus.meta["normalization"],
+                "script": self.corpus.meta.get("script"),
             },
+            "init_from": self.init_from,
             "train_config": asdict(self.cfg),
             "data": {"path": str(self.corpus.path), "sources": self.corpus.meta["sources"]},
             "step": self.step,
@@ -324,6 +364,7 @@ class Trainer:
         self.best_val = ckpt["best_val_bpc"]
         self.evals_since_best = ckpt["evals_since_best"]
         self.health = Health(**ckpt["health"])
+        self.init_from = ckpt.get("init_from")
         if self.dist.main:
             truncate_metrics(self.out / "metrics.jsonl", self.step)
         log.info("resumed from %s at step %d", path, self.step)
@@ -390,73 +431,78 @@ class Trainer:
                 row["grad_norm"],
             )
 
-    def evaluate(self) -> float:
-        return evaluate_ids(self.model, self.val, self.corpus.vocab, device=self.device)["bpc"]
+    def evaluate(self) -> dict[str, float]:
+        """Validation bits per character (and per token), through the model's vocabulary."""
+        return evaluate_ids(
+            self.model,
+            self.val,
+            self.vocab,
+            device=self.device,
+            token_chars=self.val_chars,
+            lut=self.lut,
+        )
+
+    def _eval_row(self, row: dict[str, Any]) -> float:
+        """Evaluate into ``row`` (val_bpc, val_bits_per_token at word level, a sample)."""
+        r = self.evaluate()
+        row["val_bpc"] = r["bpc"]
+        if self.vocab.level != "char":
+            row["val_bits_per_token"] = r["bits_per_token"]
+        if self.cfg.sample_chars and self.dist.main:
+            row["sample"] = self.sample()
+            log.info("step %d sample: %s", self.step, row["sample"].replace("\n", "⏎"))
+        self._after_eval(r["bpc"])
+        return r["bpc"]
+
+    def sample(self) -> str:
+        """A short continuation of a fixed prompt (the validation text's first tokens).
+
+        Drawn at temperature 0.8 from a generator of its own, so training's random streams
+        (and so exact resume) are untouched.
+        """
+        prompt = np.asarray(self.val[:4], dtype=np.int64)
+        if self.lut is not None:
+            prompt = self.lut[prompt].astype(np.int64)
+        return sample_text(self.model, self.vocab, prompt, self.cfg.sample_chars, self.device)
 
     def run(self) -> dict[str, Any]:
         """Train until max_steps, max_minutes, early stopping, a signal, or too many bad steps."""
         cfg = self.cfg
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(
-                json.dumps(
-                    {
-                        "model": self.model_cfg.to_dict(),
-                        "train": asdict(cfg),
-                        "data": str(self.corpus.path),
-                        "precision": self.precision,
-                        "world_size": self.dist.world,
-                    },
-                    indent=1,
-                )
-                + "\n"
-            )
+            self._write_config()
+            log.info("limits: %s", describe_limits(cfg))
         restore = self._install_signal_handlers()
         metrics = MetricsWriter(self.out / "metrics.jsonl", enabled=self.dist.main)
-        bar = tqdm(
-            total=cfg.max_steps,
-            initial=self.step,
-            disable=not (cfg.progress and self.dist.main),
-            dynamic_ncols=True,
-            desc="train",
-        )
-        chars_per_step = cfg.batch_size * cfg.seq_len * self.dist.world
+        report = Reporter(self, enabled=self.dist.main)
         started = time.monotonic() - self.elapsed
+        row: dict[str, Any] = {}
         last_val = None
         try:
-            while self.step < cfg.max_steps:
+            while not cfg.max_steps or self.step < cfg.max_steps:
                 t0 = time.perf_counter()
                 row = self.train_step()
                 self.elapsed = time.monotonic() - started
-                row["chars_per_s"] = chars_per_step / (time.perf_counter() - t0)
+                row["chars_per_s"] = report.chars_per_step / (time.perf_counter() - t0)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                    last_val = row["val_bpc"] = self.evaluate()
-                    self._after_eval(last_val)
+                    last_val = self._eval_row(row)
                 metrics.write(row)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{row['loss']:.3f}",
-                    bpc=f"{row['loss'] / math.log(2):.2f}",
-                    gnorm=f"{row['grad_norm']:.2f}",
-                    clip=f"{row['clip_rate']:.0%}",
-                    cps=f"{row['chars_per_s']:.0f}",
-                    refresh=False,
-                )
+                report.update(row)
                 if self.step % cfg.save_every == 0:
                     self.save("last.pt")
                 self._check_stop()
                 if self.stop_reason:
                     break
         finally:
-            bar.close()
+            report.close()
             restore()
         if self.stop_reason.startswith("non-finite"):
             metrics.close()
             raise FloatingPointError(self.stop_reason)
         if "val_bpc" not in row:  # training always ends with a validation pass
-            last_val = row["val_bpc"] = self.evaluate()
-            self._after_eval(last_val)
-            metrics.write({"step": self.step, "val_bpc": last_val, "final": True})
+            final: dict[str, Any] = {"step": self.step, "final": True}
+            last_val = self._eval_row(final)
+            metrics.write(final)
         metrics.close()
         self.save("last.pt", last_val)
         if self.dist.main:
@@ -471,7 +517,23 @@ class Trainer:
             "health": asdict(self.health),
         }
 
+    def _write_config(self) -> None:
+        path = self.out / "config.json"
+        if "defaults" not in self.notes and path.is_file():  # a resumed run keeps its record
+            self.notes = {**self.notes, "defaults": json.loads(path.read_text()).get("defaults")}
+        doc = {
+            "model": self.model_cfg.to_dict(),
+            "train": asdict(self.cfg),
+            "data": str(self.corpus.path),
+            "precision": self.precision,
+            "world_size": self.dist.world,
+            "init_from": self.init_from,
+            **self.notes,
+        }
+        path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
     def _after_eval(self, val_bpc: float) -> None:
+        """Keep best.pt and the early-stopping count."""
         if self.best_val is None or val_bpc < self.best_val:
             self.best_val, self.evals_since_best = val_bpc, 0
             self.save("best.pt", val_bpc)
@@ -516,6 +578,107 @@ class Trainer:
         except ValueError:  # not the main thread: no signal handling
             return lambda: None
         return lambda: [signal.signal(s, h) for s, h in old.items()]
+
+
+def describe_limits(cfg: TrainConfig) -> str:
+    """What will end the run, in words, for the start of the log."""
+    parts = []
+    if cfg.max_minutes:
+        parts.append(f"{cfg.max_minutes:g} minutes")
+    if cfg.max_steps:
+        parts.append(f"{cfg.max_steps:,} steps")
+    if len(parts) == 2:
+        return f"{parts[0]} or {parts[1]}, whichever comes first"
+    only = "time budget" if cfg.max_minutes else "step limit"
+    return f"{parts[0]} ({only}; no {'step' if cfg.max_minutes else 'time'} limit)"
+
+
+class Reporter:
+    """Progress: a tqdm bar on a terminal; otherwise (or with --no-progress) a log line every
+    ``log_every_s`` seconds with step, loss, BPC, gradient norm, clip rate, chars/s and ETA.
+    Also says once, early, which limit will end a run that has both."""
+
+    def __init__(self, trainer: Trainer, enabled: bool = True) -> None:
+        cfg = trainer.cfg
+        self.trainer, self.cfg = trainer, cfg
+        self.chars_per_step = cfg.batch_size * cfg.seq_len * trainer.dist.world
+        self.bits = 1 / (math.log(2) * trainer.chars_per_token)  # nats/token -> bits/char
+        self.use_bar = enabled and cfg.progress and sys.stderr.isatty()
+        self.use_log = enabled and not self.use_bar
+        self.bar = tqdm(
+            total=cfg.max_steps or None,
+            initial=trainer.step,
+            disable=not self.use_bar,
+            dynamic_ncols=True,
+            desc="train",
+        )
+        self.t_start = time.monotonic()
+        self.step_start = trainer.step
+        self.last_log = self.t_start
+        self.said_which = not (cfg.max_steps and cfg.max_minutes)
+
+    def update(self, row: dict[str, Any]) -> None:
+        bpc = row["loss"] * self.bits
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", bpc=f"{bpc:.2f}",
+                             gnorm=f"{row['grad_norm']:.2f}", clip=f"{row['clip_rate']:.0%}",
+                             cps=f"{row['chars_per_s']:.0f}", refresh=False)  # fmt: skip
+        now = time.monotonic()
+        if not self.use_log or now - self.last_log < self.cfg.log_every_s:
+            return
+        self.last_log = now
+        rate = (self.trainer.step - self.step_start) / max(now - self.t_start, 1e-9)  # steps/s
+        log.info(
+            "step %d  loss %.4f  bpc %.3f  grad-norm %.3f  clipped %.1f%%  %.0f chars/s  ETA %s",
+            row["step"], row["loss"], bpc, row["grad_norm"], 100 * row["clip_rate"],
+            rate * self.chars_per_step, _clock(self.eta(rate)),
+        )  # fmt: skip
+        if not self.said_which:
+            self.said_which = True
+            steps_s = (self.cfg.max_steps - self.trainer.step) / max(rate, 1e-9)
+            budget_s = self.cfg.max_minutes * 60 - self.trainer.elapsed
+            which = "the step limit" if steps_s < budget_s else "the time budget"
+            log.info("at %.2f steps/s, %s will end this run", rate, which)
+
+    def eta(self, rate: float) -> float:
+        """Seconds left: the nearer of the time budget and the step limit."""
+        left = []
+        if self.cfg.max_minutes:
+            left.append(self.cfg.max_minutes * 60 - self.trainer.elapsed)
+        if self.cfg.max_steps:
+            left.append((self.cfg.max_steps - self.trainer.step) / max(rate, 1e-9))
+        return max(0.0, min(left))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+@torch.no_grad()
+def sample_text(
+    model: CharLM, vocab: Vocab, prompt: np.ndarray, chars: int, device: torch.device
+) -> str:
+    """Prompt plus about ``chars`` characters sampled at temperature 0.8 (seeded, own RNG)."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.as_tensor(prompt, dtype=torch.long, device=device)[None]  # (1, T)
+    logp, state = model.step_log_probs(ids)
+    decode = make_tokenizer(vocab).decode
+    out: list[int] = []
+    text = ""
+    while len(text) < chars:
+        probs = (logp[0, -1] / 0.8).softmax(-1).cpu()  # (V,)
+        probs[vocab.unk_id] = 0
+        out.append(int(torch.multinomial(probs, 1, generator=gen)))
+        text = decode(out)
+        logp, state = model.step_log_probs(torch.tensor([[out[-1]]], device=device), state)
+    model.train(was_training)
+    return decode(prompt.tolist()) + text
 
 
 class MetricsWriter:

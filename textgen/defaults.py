@@ -1,0 +1,124 @@
+"""What `textgen train` does when no model or training flag says otherwise: one rule, here.
+
+The rule turns three facts into settings: the training split's size in characters, the
+vocabulary size, and the time budget. Every branch comes from runs on the 2-core CPU these
+tools are built on (bf16 autocast, the C++ LSTM loops); `benchmarks/defaults.py` re-measures
+the result against the 7-gram and against hand-tuned runs, and the README's "Train on your own
+text" table gives the figures with their commands. What was measured:
+
+* cell: LSTM. Equal 10-minute runs on the 1998 corpus: LSTM 5.61, GRU 5.72, plain RNN 6.12
+  validation BPC (`benchmarks/train_quality.py`).
+* one layer: 1x512 makes ~1.5x the steps of 2x512 in the same time and learns as much per
+  step (10 minutes: 5.69 vs 5.92).
+* softmax: adaptive once the vocabulary has two tail clusters (> 2,000 ids): ~2x the
+  throughput of a full softmax at ~5k ids, same quality per step.
+* learning rate 6e-3 with 50 warm-up steps: best of a 300-step sweep; decays (cosine) over the
+  budget to 0.1 of its peak.
+* long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
+  decay to 0.05: the bundled model's 70-minute recipe (dropout 0.4 was worse at 768 and 1024
+  units; see checkpoints/default/README.md).
+* dropout: 0.1, raised to 0.25 once the budget buys more than OVERFIT_PASSES passes over the
+  training text (the bundled model saw 19.5 passes; its training loss ended 0.6 bits under its
+  validation loss with 0.2).
+* fine-tuning (``--init-from``): the base model's architecture; lr 2e-3 (a third of a fresh
+  run's) with 20 warm-up steps, so the first steps do not wreck what the base model knows.
+
+Explicit flags and ``--config`` values always win over the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MINUTES = 15.0  # the budget when neither --max-minutes nor --max-steps is given
+LONG_BUDGET_MIN = 30.0
+OVERFIT_PASSES = 12.0
+ADAPTIVE_MIN_VOCAB = 2001
+# Training characters per second of the chosen shapes on the 2-core CPU (bf16, two threads),
+# used only to estimate passes over the data: 1x512 (C++ loops) ran at 9.4-10.6k in a
+# 5-minute run alone; 1x768 made 7,979 steps of 4,096 characters in 70 minutes (the bundled
+# model's card).
+EST_CHARS_PER_S = {512: 10_000.0, 768: 7_800.0}
+
+
+@dataclass
+class Choice:
+    """Settings the rule picked, and why (printed by `textgen train`, kept in config.json)."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "train": self.train, "reasons": self.reasons}
+
+
+def budget_minutes(train: dict[str, Any]) -> float:
+    """The time budget the rule plans for (0 when only a step limit was given)."""
+    return float(train.get("max_minutes") or 0.0)
+
+
+def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
+    """Model and training settings for a corpus and a budget (0: a step budget only)."""
+    c = Choice()
+    long = minutes >= LONG_BUDGET_MIN
+    hidden = 768 if long else 512
+    c.model = {"cell": "lstm", "num_layers": 1, "embed_dim": 256, "hidden_size": hidden}
+    c.reasons.append(
+        f"1x{hidden} LSTM: {'a long' if long else 'a short'} budget ({minutes:g} min; "
+        f"{LONG_BUDGET_MIN:g}+ gets the 70-minute recipe's 768 units)"
+        if minutes
+        else "1x512 LSTM: no time budget given (step limit only)"
+    )
+    adaptive = vocab_size >= ADAPTIVE_MIN_VOCAB
+    c.model["softmax"] = "adaptive" if adaptive else "full"
+    c.reasons.append(
+        f"{c.model['softmax']} softmax: vocabulary of {vocab_size:,} ids "
+        f"({'>=' if adaptive else '<'} {ADAPTIVE_MIN_VOCAB:,})"
+    )
+    passes = EST_CHARS_PER_S[hidden] * minutes * 60 / max(train_chars, 1)
+    dropout = 0.25 if long or passes > OVERFIT_PASSES else 0.1
+    c.model["dropout"] = dropout
+    if minutes:
+        c.reasons.append(
+            f"dropout {dropout}: ~{passes:.1f} passes over {train_chars:,} training characters "
+            f"in {minutes:g} min ({'>' if dropout > 0.1 else '<='} {OVERFIT_PASSES:g} passes"
+            f"{' or a long budget' if long else ''})"
+        )
+    c.train = {
+        "batch_size": 32,
+        "seq_len": 128,
+        "lr": 4e-3 if long else 6e-3,
+        "warmup_steps": 100 if long else 50,
+        "min_lr_ratio": 0.05 if long else 0.1,
+    }
+    c.reasons.append(
+        f"lr {c.train['lr']:g}, {c.train['warmup_steps']} warm-up steps, cosine decay to "
+        f"{c.train['min_lr_ratio']:g} of it over the budget"
+    )
+    return c
+
+
+def choose_finetune() -> Choice:
+    """Training settings for ``--init-from`` (the model comes from the base checkpoint)."""
+    c = Choice(train={"batch_size": 32, "seq_len": 128, "lr": 2e-3, "warmup_steps": 20})
+    c.reasons.append(
+        "fine-tuning: the base model's architecture; lr 2e-3 with 20 warm-up steps "
+        "(a third of a fresh run's peak)"
+    )
+    return c
+
+
+def apply(choice: Choice, model: dict[str, Any], train: dict[str, Any]) -> list[str]:
+    """Fill ``model`` and ``train`` with the rule's values where the user set nothing.
+
+    Returns the names the user's values overrode, for the log.
+    """
+    overridden = []
+    for mine, theirs in ((choice.model, model), (choice.train, train)):
+        for key, value in mine.items():
+            if key in theirs and theirs[key] != value:
+                overridden.append(key)
+            theirs.setdefault(key, value)
+    return overridden
