@@ -99,7 +99,12 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (its best.pt, else last.pt, else model.pt)."""
+    """A checkpoint file, a run folder (its best.pt, else last.pt, else model.pt), or
+    "default": the bundled model (see textgen.generate.default_checkpoint)."""
+    if str(path) == "default":
+        from textgen.generate import default_checkpoint
+
+        return default_checkpoint()
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt", "model.pt"):

@@ -163,7 +163,7 @@ TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--precision": (
         "precision",
         str,
-        "auto | fp32 | bf16 | fp16 (auto: bf16 where the CPU has it, AMP on CUDA)",
+        "auto | fp32 | bf16 | fp16 (auto: bf16 where this CPU runs bf16 GEMMs faster than fp32, measured at start; AMP on CUDA)",
     ),
     "--device": ("device", str, "auto | cpu | cuda[:N]"),
     "--threads": ("threads", int, "torch CPU threads (0: default)"),

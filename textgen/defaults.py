@@ -2,7 +2,7 @@
 
 The rule turns three facts into settings: the training split's size in characters, the
 vocabulary size, and the time budget. Every branch comes from runs on the 2-core CPU these
-tools are built on (bf16 autocast, the C++ LSTM loops); `benchmarks/defaults.py` re-measures
+tools are built on; `benchmarks/defaults.py` re-measures
 the result against the 7-gram and against hand-tuned runs, and the README's "Train on your own
 text" table gives the figures with their commands. What was measured:
 
@@ -35,11 +35,11 @@ DEFAULT_MINUTES = 15.0  # the budget when neither --max-minutes nor --max-steps 
 LONG_BUDGET_MIN = 30.0
 OVERFIT_PASSES = 12.0
 ADAPTIVE_MIN_VOCAB = 2001
-# Training characters per second of the chosen shapes on the 2-core CPU (bf16, two threads),
-# used only to estimate passes over the data: 1x512 (C++ loops) ran at 9.4-10.6k in a
-# 5-minute run alone; 1x768 made 7,979 steps of 4,096 characters in 70 minutes (the bundled
-# model's card).
-EST_CHARS_PER_S = {512: 10_000.0, 768: 7_800.0}
+# Training characters per second of the chosen shapes on the 2-core CPU (fp32: it has no
+# AMX), batch 32 x 128, used only to estimate passes over the data: medians of steps 10-60
+# of `textgen train --data data/prepared/pd1998 --max-steps 60` (13.3k for 1x512, 7.3k for
+# 1x768 with --hidden-size 768).
+EST_CHARS_PER_S = {512: 13_300.0, 768: 7_300.0}
 
 
 @dataclass

@@ -40,10 +40,6 @@ def plan(
     base model's, except :data:`MAY_CHANGE`. Raises ``CheckpointError`` (a ValueError) for a
     file that is not a checkpoint and ValueError for a level, normalisation or flag conflict.
     """
-    if str(path) == "default":
-        from textgen.generate import default_checkpoint
-
-        path = default_checkpoint()
     resolved = checkpoint.resolve(path)
     ckpt = checkpoint.load(resolved)
     base_vocab = Vocab.from_dict(ckpt["tokenizer"]["vocab"])

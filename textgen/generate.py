@@ -45,7 +45,7 @@ def default_checkpoint() -> Path:
     checkout.
     """
     env = os.environ.get("TEXTGEN_CHECKPOINT")
-    if env:
+    if env and env != "default":
         return checkpoint.resolve(env)
     package = Path(textgen.__file__).resolve().parent
     for path in (package / "default_model" / "model.pt",

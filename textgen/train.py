@@ -9,12 +9,12 @@ the same loop runs data-parallel (DDP): each rank reads its own streams, rank 0 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from textgen import __version__, checkpoint
 from textgen.data import PreparedCorpus, StreamBatcher
 from textgen.evaluate import evaluate_ids
 from textgen.model import CharLM, ModelConfig
-from textgen.tokenizer import Vocab, make_tokenizer, remap_table
+from textgen.progress import Reporter, describe_limits, sample_text
+from textgen.tokenizer import Vocab, remap_table
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -56,7 +56,7 @@ class TrainConfig:
     patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
     max_bad_steps: int = 5  # non-finite steps in a row before training stops
     seed: int = 1234
-    precision: str = "auto"  # auto: bf16 autocast where the CPU has bf16, AMP on CUDA
+    precision: str = "auto"  # auto: bf16 autocast where bf16 GEMMs are faster here, AMP on CUDA
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0: torch's default
     progress: bool = True
@@ -132,12 +132,38 @@ def pick_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else it would be slow."""
+    """True when the CPU has bf16 instructions (AVX-512 BF16 or AMX)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0]
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split()
     except (OSError, IndexError):
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def cpu_bf16_pays() -> bool:
+    """True when bf16 GEMMs are clearly faster than fp32 ones here; measured once (~0.3 s).
+
+    Having the instructions is not enough. Two of this project's 2-core machines, both with
+    AVX-512 BF16 and no AMX: on one (AMD EPYC; DESIGN.md's figures) a GEMM ran at ~730 GFLOP/s
+    in bf16 against ~380 in fp32; on the other (Intel Xeon) at 137 against 226, and the
+    default 1x512 LSTM trained at 9.5k chars/s under bf16 autocast against 13.3k in fp32.
+    The shape is the training step's: (batch 32 x 128 steps, 512) x (512, 4 x 512).
+    """
+    if not cpu_has_bf16():
+        return False
+    took = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, w = torch.randn(4096, 512).to(dtype), torch.randn(2048, 512).to(dtype)
+        torch.nn.functional.linear(x, w)  # warm-up: oneDNN builds its kernel here
+        t0 = time.perf_counter()
+        for _ in range(4):
+            torch.nn.functional.linear(x, w)
+        took[dtype] = time.perf_counter() - t0
+    pays = took[torch.bfloat16] < 0.8 * took[torch.float32]
+    log.info("precision auto: a bf16 GEMM took %.1f ms, fp32 %.1f ms -> %s",
+             took[torch.bfloat16] * 250, took[torch.float32] * 250, "bf16" if pays else "fp32")  # fmt: skip
+    return pays
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -149,7 +175,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
+    return "bf16" if cpu_bf16_pays() else "fp32"
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -365,6 +391,8 @@ class Trainer:
         self.evals_since_best = ckpt["evals_since_best"]
         self.health = Health(**ckpt["health"])
         self.init_from = ckpt.get("init_from")
+        if self.cfg.precision == "auto":  # the same choice as the run's first part: exact resume
+            self.precision = ckpt.get("precision", self.precision)
         if self.dist.main:
             truncate_metrics(self.out / "metrics.jsonl", self.step)
         log.info("resumed from %s at step %d", path, self.step)
@@ -578,107 +606,6 @@ class Trainer:
         except ValueError:  # not the main thread: no signal handling
             return lambda: None
         return lambda: [signal.signal(s, h) for s, h in old.items()]
-
-
-def describe_limits(cfg: TrainConfig) -> str:
-    """What will end the run, in words, for the start of the log."""
-    parts = []
-    if cfg.max_minutes:
-        parts.append(f"{cfg.max_minutes:g} minutes")
-    if cfg.max_steps:
-        parts.append(f"{cfg.max_steps:,} steps")
-    if len(parts) == 2:
-        return f"{parts[0]} or {parts[1]}, whichever comes first"
-    only = "time budget" if cfg.max_minutes else "step limit"
-    return f"{parts[0]} ({only}; no {'step' if cfg.max_minutes else 'time'} limit)"
-
-
-class Reporter:
-    """Progress: a tqdm bar on a terminal; otherwise (or with --no-progress) a log line every
-    ``log_every_s`` seconds with step, loss, BPC, gradient norm, clip rate, chars/s and ETA.
-    Also says once, early, which limit will end a run that has both."""
-
-    def __init__(self, trainer: Trainer, enabled: bool = True) -> None:
-        cfg = trainer.cfg
-        self.trainer, self.cfg = trainer, cfg
-        self.chars_per_step = cfg.batch_size * cfg.seq_len * trainer.dist.world
-        self.bits = 1 / (math.log(2) * trainer.chars_per_token)  # nats/token -> bits/char
-        self.use_bar = enabled and cfg.progress and sys.stderr.isatty()
-        self.use_log = enabled and not self.use_bar
-        self.bar = tqdm(
-            total=cfg.max_steps or None,
-            initial=trainer.step,
-            disable=not self.use_bar,
-            dynamic_ncols=True,
-            desc="train",
-        )
-        self.t_start = time.monotonic()
-        self.step_start = trainer.step
-        self.last_log = self.t_start
-        self.said_which = not (cfg.max_steps and cfg.max_minutes)
-
-    def update(self, row: dict[str, Any]) -> None:
-        bpc = row["loss"] * self.bits
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", bpc=f"{bpc:.2f}",
-                             gnorm=f"{row['grad_norm']:.2f}", clip=f"{row['clip_rate']:.0%}",
-                             cps=f"{row['chars_per_s']:.0f}", refresh=False)  # fmt: skip
-        now = time.monotonic()
-        if not self.use_log or now - self.last_log < self.cfg.log_every_s:
-            return
-        self.last_log = now
-        rate = (self.trainer.step - self.step_start) / max(now - self.t_start, 1e-9)  # steps/s
-        log.info(
-            "step %d  loss %.4f  bpc %.3f  grad-norm %.3f  clipped %.1f%%  %.0f chars/s  ETA %s",
-            row["step"], row["loss"], bpc, row["grad_norm"], 100 * row["clip_rate"],
-            rate * self.chars_per_step, _clock(self.eta(rate)),
-        )  # fmt: skip
-        if not self.said_which:
-            self.said_which = True
-            steps_s = (self.cfg.max_steps - self.trainer.step) / max(rate, 1e-9)
-            budget_s = self.cfg.max_minutes * 60 - self.trainer.elapsed
-            which = "the step limit" if steps_s < budget_s else "the time budget"
-            log.info("at %.2f steps/s, %s will end this run", rate, which)
-
-    def eta(self, rate: float) -> float:
-        """Seconds left: the nearer of the time budget and the step limit."""
-        left = []
-        if self.cfg.max_minutes:
-            left.append(self.cfg.max_minutes * 60 - self.trainer.elapsed)
-        if self.cfg.max_steps:
-            left.append((self.cfg.max_steps - self.trainer.step) / max(rate, 1e-9))
-        return max(0.0, min(left))
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}"
-
-
-@torch.no_grad()
-def sample_text(
-    model: CharLM, vocab: Vocab, prompt: np.ndarray, chars: int, device: torch.device
-) -> str:
-    """Prompt plus about ``chars`` characters sampled at temperature 0.8 (seeded, own RNG)."""
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.as_tensor(prompt, dtype=torch.long, device=device)[None]  # (1, T)
-    logp, state = model.step_log_probs(ids)
-    decode = make_tokenizer(vocab).decode
-    out: list[int] = []
-    text = ""
-    while len(text) < chars:
-        probs = (logp[0, -1] / 0.8).softmax(-1).cpu()  # (V,)
-        probs[vocab.unk_id] = 0
-        out.append(int(torch.multinomial(probs, 1, generator=gen)))
-        text = decode(out)
-        logp, state = model.step_log_probs(torch.tensor([[out[-1]]], device=device), state)
-    model.train(was_training)
-    return decode(prompt.tolist()) + text
 
 
 class MetricsWriter:
