@@ -87,3 +87,38 @@ def test_word_level_reports_bits_per_character(tmp_path, pfr_slice):
     assert abs(ev["bpc"] - row["val_bpc"]) < 1e-4
     text, kn = cli("baseline", "--data", str(words), "--order", "3")
     assert kn["val_bits_per_token"] > 1.3 * kn["val_bpc"] and "bits/word" in text
+
+
+def test_precision_auto_is_measured_not_read_off_the_flags(monkeypatch, caplog):
+    import torch
+
+    from textgen import train
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    train.cpu_bf16_pays.cache_clear()
+    assert train.resolve_precision("auto", cpu) == "fp32"  # no instructions: no measurement
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    train.cpu_bf16_pays.cache_clear()
+    with caplog.at_level(logging.INFO, logger="textgen.train"):
+        chosen = train.resolve_precision("auto", cpu)
+    said = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(f"-> {chosen}") and "bf16 GEMM took" in said[0]
+    train.cpu_bf16_pays.cache_clear()
+    assert train.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is not measured
+
+
+def test_word_level_generation_counts_characters(tmp_path, pfr_slice):
+    from textgen.generate import Generator
+    from textgen.prepare import PrepareConfig, prepare
+    from textgen.sampling import GenerationConfig
+
+    words = tmp_path / "w"
+    prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(words), level="word"), progress=False)
+    Trainer(words, tmp_path / "r", tiny_model(words), tiny_train(max_steps=5)).run()
+    gen = Generator.from_checkpoint(tmp_path / "r")
+    for n in (1, 7, 30):
+        r = gen.generate("中国", GenerationConfig(max_new_tokens=n, seed=n))
+        s = r.samples[0]
+        assert len(s.text) == n and s.finish_reason == "length"
+        assert s.tokens <= n  # words: fewer tokens than characters
