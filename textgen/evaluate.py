@@ -97,15 +97,20 @@ def evaluate_checkpoint(
     converted with OpenCC first. A corpus prepared with another vocabulary is mapped onto the
     model's by token; what the model lacks becomes ``<unk>`` (and counts as unknown).
     """
-    from textgen.script import model_script, to_script
+    from textgen.script import model_script, to_model_script
 
     model, vocab, ckpt = load_model(path, device)
     if text_file is not None:
         normalize = get_normalizer(ckpt["tokenizer"]["normalization"]["name"])
         raw = Path(text_file).read_text(encoding="utf-8")
-        text = normalize(to_script(raw, model_script(ckpt, vocab)))
-        ids = make_tokenizer(vocab).encode(text)
-        return evaluate_ids(model, ids, vocab, device=device)
+        text = normalize(to_model_script(raw, model_script(ckpt, vocab), vocab))
+        tokenizer = make_tokenizer(vocab)
+        ids = tokenizer.encode(text)
+        lengths = default_token_chars(vocab)
+        unknown = [len(t) for t in tokenizer.split(text) if t not in vocab]
+        if unknown:  # an unknown word stands for its own characters
+            lengths[vocab.unk_id] = sum(unknown) / len(unknown)
+        return evaluate_ids(model, ids, vocab, device=device, token_chars=lengths)
     corpus = PreparedCorpus.open(data)
     if corpus.vocab.level != vocab.level:
         raise ValueError(
