@@ -35,7 +35,7 @@ def main() -> None:
         "--compare-lr",
         default="6e-3",
         help="also fine-tune at this peak lr (a fresh run's), to check the fine-tuning default "
-        "(2e-3); '' skips it",
+        "(5e-4); '' skips it",
     )
     args = ap.parse_args()
     if not Path(SOURCE).is_dir():
