@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen.tokenizer import Vocab
+from textgen.tokenizer import Vocab, char_lengths
 
 SPLITS = ("train", "val", "test")
 
@@ -56,13 +56,9 @@ class PreparedCorpus:
         ``<unk>`` stands for text the vocabulary lacks: at character level one character, at
         word level the split's average length of its unknown words (recorded by prepare).
         """
-        lengths = np.array([len(t) for t in self.vocab.tokens], dtype=np.float64)
         s = self.meta["splits"][split]
-        if s.get("unknown") and "unknown_chars" in s:
-            lengths[self.vocab.unk_id] = s["unknown_chars"] / s["unknown"]
-        else:
-            lengths[self.vocab.unk_id] = 1.0
-        return lengths
+        known = s.get("unknown") and "unknown_chars" in s
+        return char_lengths(self.vocab, s["unknown_chars"] / s["unknown"] if known else 1.0)
 
     def chars_per_token(self, split: str = "train") -> float:
         """Average characters per token of a split: 1 at character level."""

@@ -12,7 +12,7 @@ from textgen import checkpoint
 from textgen.data import PreparedCorpus
 from textgen.model import CharLM, ModelConfig
 from textgen.normalize import get_normalizer
-from textgen.tokenizer import Vocab, make_tokenizer, remap_table
+from textgen.tokenizer import Vocab, char_lengths, make_tokenizer, remap_table
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def evaluate_ids(
 
     Each stream's first token has no context and is not scored. Bits per character divide the
     bits by the characters of the scored tokens (``token_chars``: characters per id, see
-    :meth:`PreparedCorpus.token_chars`; default each token's length, ``<unk>`` one), so a
+    :meth:`PreparedCorpus.token_chars`; default :func:`char_lengths`: each token's length, ``<unk>`` one), so a
     word model and a character model compare directly; ``bits_per_token`` is beside it.
     ``lut`` maps the ids of ``ids`` (and ``token_chars``) to the model's vocabulary.
     """
@@ -44,7 +44,7 @@ def evaluate_ids(
     streams = np.asarray(ids[: batch_size * stream_len], dtype=np.int64).reshape(
         batch_size, stream_len
     )
-    lengths = token_chars if token_chars is not None else default_token_chars(vocab)
+    lengths = token_chars if token_chars is not None else char_lengths(vocab)
     chars = float(lengths[streams[:, 1:]].sum())  # the scored positions
     if lut is not None:
         streams = lut[streams].astype(np.int64)
@@ -66,13 +66,6 @@ def evaluate_ids(
         "tokens": scored,
         "chars": round(chars),
     }
-
-
-def default_token_chars(vocab: Vocab) -> np.ndarray:
-    """Characters per id: each token's length, and one for ``<unk>``."""
-    lengths = np.array([len(t) for t in vocab.tokens], dtype=np.float64)
-    lengths[vocab.unk_id] = 1.0
-    return lengths
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CharLM, Vocab, dict]:
@@ -106,10 +99,9 @@ def evaluate_checkpoint(
         text = normalize(to_model_script(raw, model_script(ckpt, vocab), vocab))
         tokenizer = make_tokenizer(vocab)
         ids = tokenizer.encode(text)
-        lengths = default_token_chars(vocab)
         unknown = [len(t) for t in tokenizer.split(text) if t not in vocab]
-        if unknown:  # an unknown word stands for its own characters
-            lengths[vocab.unk_id] = sum(unknown) / len(unknown)
+        # an unknown word stands for its own characters
+        lengths = char_lengths(vocab, sum(unknown) / len(unknown) if unknown else 1.0)
         return evaluate_ids(model, ids, vocab, device=device, token_chars=lengths)
     corpus = PreparedCorpus.open(data)
     if corpus.vocab.level != vocab.level:

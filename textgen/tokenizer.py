@@ -169,6 +169,13 @@ def jieba_words(text: str) -> list[str]:
     return out
 
 
+def char_lengths(vocab: Vocab, unk_chars: float = 1.0) -> np.ndarray:
+    """Characters per id (float64, (V,)): each token's length, ``unk_chars`` for ``<unk>``."""
+    lengths = np.array([len(t) for t in vocab.tokens], dtype=np.float64)
+    lengths[vocab.unk_id] = unk_chars
+    return lengths
+
+
 def remap_table(src: Vocab, dst: Vocab) -> np.ndarray:
     """Lookup table from ``src`` ids to ``dst`` ids by token; tokens ``dst`` lacks -> ``<unk>``."""
     return np.array([dst.id(t) for t in src.tokens], dtype=dst.dtype)
