@@ -1,7 +1,7 @@
 """Are `textgen train`'s defaults as good as a hand-tuned run? Validation BPC per time budget.
 
 For each corpus: the 7-gram Kneser-Ney baseline, then the *default* `textgen train --data D
---out R --max-minutes M` (no model or training flag: textgen/defaults.py chooses) for each
+--out R --max-minutes M` (no model or training flag: textgen/train/defaults.py chooses) for each
 budget, then the best hand-tuned settings found for the longest budget (HAND_TUNED). Runs go
 one after the other, each alone with the machine's threads; nothing else should run.
 

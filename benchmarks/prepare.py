@@ -25,8 +25,8 @@ from pathlib import Path
 
 REFERENCE = r"""
 import sys, collections, numpy as np
-from textgen.corpus import default_corpus_path, pfr_to_text
-from textgen.normalize import normalize
+from textgen.data.corpus import default_corpus_path, pfr_to_text
+from textgen.data.normalize import normalize
 lines = open(default_corpus_path(), encoding="utf-8").read().splitlines()
 text = normalize("\n".join(pfr_to_text(l) for l in lines) + "\n")
 counts = collections.Counter(text)
@@ -54,7 +54,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
 
 def make_big_corpus(path: Path, size_mb: int, seed: int = 0) -> int:
     """Write >= size_mb MB of shuffled real paragraphs; returns the number of characters."""
-    from textgen.corpus import default_corpus_path, pfr_to_text
+    from textgen.data.corpus import default_corpus_path, pfr_to_text
 
     with open(default_corpus_path(), encoding="utf-8") as f:
         paragraphs = [pfr_to_text(line) for line in f if line.strip()]

@@ -16,7 +16,7 @@ a better fused RNN kernel could win. In fp32 oneDNN's LSTM beats the sum of sepa
 ``torch.mm`` calls, so there it is no floor. An LSTM has 4 gates, a GRU 3: three quarters
 of the GEMM work.
 
-It also times textgen.cpu_gru and textgen.cpu_lstm, which CharLM trains with on CPU
+It also times textgen.model.cpu_gru and textgen.model.cpu_lstm, which CharLM trains with on CPU
 (cpu_gru's C++ loops where they build, else its Python loops, as the line says; cpu_lstm
 only where the C++ loops build). Their recurrent GEMMs run on a prepacked W_hh, about a
 third faster than ``torch.mm`` at batch 32, so they can come close to the sum or under it.
@@ -104,11 +104,11 @@ def rnn_measured(cell: str, repeats: int, autocast: bool) -> float:
 
 
 def textgen_measured(cell: str, repeats: int, dtype: torch.dtype) -> tuple[float, str] | None:
-    """Median seconds of textgen.cpu_gru / cpu_lstm forward + backward and which loops ran;
+    """Median seconds of textgen.model.cpu_gru / cpu_lstm forward + backward and which loops ran;
     None for an LSTM without the C++ loops (CharLM then trains it through nn.LSTM)."""
-    from textgen.cpu_gru import gru_layer
-    from textgen.cpu_lstm import lstm_layer
-    from textgen.native import load
+    from textgen.model.cpu_gru import gru_layer
+    from textgen.model.cpu_lstm import lstm_layer
+    from textgen.model.native import load
 
     if cell == "lstm" and not load():
         return None

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from textgen.server import local
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
+from devtools import local_server as local  # noqa: E402
 
 PROMPTS = ["中国", "人民日报", "今天", "经济发展", "我们要", "新华社北京", "在改革开放中", "世界"]
 REPO = Path(__file__).resolve().parent.parent
@@ -41,10 +42,13 @@ def make_checkpoint(path: Path) -> Path:
     """A random checkpoint with the real model's shape and the trainer's dict keys."""
     import torch
 
-    from textgen import __version__, checkpoint
-    from textgen.model import CharLM, ModelConfig
-    from textgen.normalize import describe
-    from textgen.train import Health, TrainConfig
+    from textgen import __version__
+    from textgen.data.normalize import describe
+    from textgen.model import checkpoint
+    from textgen.model.charlm import CharLM
+    from textgen.model.config import ModelConfig
+    from textgen.train.config import TrainConfig
+    from textgen.train.snapshot import Health
 
     vocab = _vocab()
     cfg = ModelConfig(vocab_size=len(vocab.tokens), embed_dim=256, hidden_size=512,
@@ -67,7 +71,7 @@ def make_checkpoint(path: Path) -> Path:
 
 def _vocab():
     """The prepared default corpus's vocabulary if present, else 4,689 synthetic characters."""
-    from textgen.tokenizer import UNK, Vocab
+    from textgen.data.tokenizer import UNK, Vocab
 
     prepared = REPO / "data" / "prepared" / "pd1998" / "vocab.json"
     if prepared.is_file():

@@ -4,8 +4,8 @@ The reference trains the way the well-known PyTorch word-language-model example 
 nn.Embedding -> nn.LSTM -> nn.Linear with a full softmax in fp32, sequence-first batches,
 hidden state repackaged between chunks, clip_grad_norm_ 0.25 and a manual SGD update (lr 20).
 Ours: textgen's Trainer (adaptive softmax, bf16 autocast where the CPU has it, AdamW; on
-CPU the GRU runs textgen.cpu_gru and, under bf16 autocast, the LSTM textgen.cpu_lstm: layers
-with hand-written backwards whose time loops run in C++ where textgen.native built them).
+CPU the GRU runs textgen.model.cpu_gru and, under bf16 autocast, the LSTM textgen.model.cpu_lstm: layers
+with hand-written backwards whose time loops run in C++ where textgen.model.native built them).
 Same data (the prepared default corpus), same sizes: embedding 256, hidden 512, 2 layers,
 batch 32, sequence 128. Everything is measured in this run: in rounds, each timing the
 reference, our LSTM and our GRU back to back; the median round's ratio is the figure.
@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from textgen.data import PreparedCorpus, StreamBatcher
-from textgen.evaluate import evaluate_ids
-from textgen.model import ModelConfig
-from textgen.train import TrainConfig, Trainer
+from textgen.data.dataset import PreparedCorpus, StreamBatcher
+from textgen.evaluation.evaluate import evaluate_ids
+from textgen.model.config import ModelConfig
+from textgen.train.config import TrainConfig
+from textgen.train.trainer import Trainer
 
 EMBED, HIDDEN, LAYERS, BATCH, SEQ = 256, 512, 2, 32, 128
 
@@ -50,7 +51,7 @@ class ReferenceLM(nn.Module):
             nn.init.uniform_(w, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
 
-    # the interface textgen.evaluate.evaluate_ids expects (batch-first ids)
+    # the interface textgen.evaluation.evaluate.evaluate_ids expects (batch-first ids)
     def forward(self, ids: torch.Tensor, state=None):
         out, state = self.rnn(self.drop(self.encoder(ids.t())), state)  # (T, B, H)
         return self.drop(out).transpose(0, 1), state  # (B, T, H)

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import httpx
 
-from textgen.server import local
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
+from devtools import local_server as local  # noqa: E402
 
 PROMPTS = ["中国", "人民", "新华社北京１月１日电", "经济", "今天", "改革开放", "上海", "我们"]
 
@@ -220,7 +221,7 @@ def wait_for_new_step(metrics: Path, after: int, proc: subprocess.Popen) -> None
 
 
 def prepare_slice(work: Path) -> Path:
-    from textgen.corpus import default_corpus_path
+    from textgen.data.corpus import default_corpus_path
 
     src = work / "slice.txt"
     with open(default_corpus_path(), encoding="utf-8") as f:
@@ -235,7 +236,7 @@ def prepare_slice(work: Path) -> Path:
 
 
 def run_kill(args: argparse.Namespace) -> dict:
-    from textgen import checkpoint
+    from textgen.model import checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="textgen-kill-"))
     data = prepare_slice(work)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from textgen.corpus import default_corpus_path
+from textgen.data.corpus import default_corpus_path
 
 
 def corpus_lines(n: int, start: int = 0) -> list[str]:
@@ -32,7 +32,7 @@ def pfr_slice(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, pfr_slice) -> Path:
     """The real slice prepared at character level (about 36k train tokens)."""
-    from textgen.prepare import PrepareConfig, prepare
+    from textgen.data.prepare import PrepareConfig, prepare
 
     out = tmp_path_factory.mktemp("prepared") / "slice"
     prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(out)), progress=False)
@@ -40,15 +40,15 @@ def prepared(tmp_path_factory, pfr_slice) -> Path:
 
 
 def tiny_model(data: Path, **kw):
-    from textgen.data import PreparedCorpus
-    from textgen.model import ModelConfig
+    from textgen.data.dataset import PreparedCorpus
+    from textgen.model.config import ModelConfig
 
     args = {"embed_dim": 8, "hidden_size": 16, "num_layers": 1, "dropout": 0.1, **kw}
     return ModelConfig(vocab_size=len(PreparedCorpus.open(data).vocab), **args)
 
 
 def tiny_train(**kw):
-    from textgen.train import TrainConfig
+    from textgen.train.config import TrainConfig
 
     args = {
         "batch_size": 4,

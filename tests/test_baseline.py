@@ -1,4 +1,4 @@
-"""Tests for the interpolated modified Kneser-Ney baseline (textgen.baseline)."""
+"""Tests for the interpolated modified Kneser-Ney baseline (textgen.evaluation.baseline)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from textgen.baseline import KneserNey, estimate_discounts
+from textgen.evaluation.baseline import KneserNey, estimate_discounts
 
 VOCAB = 7  # tokens 5 and 6 never occur in the small training corpus below
 

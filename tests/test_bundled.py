@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 import textgen
-from textgen import checkpoint
-from textgen.generate import default_checkpoint
+from textgen.model import checkpoint
+from textgen.model.checkpoint import default_checkpoint
 
 BUNDLED = Path(textgen.__file__).parent / "default_model"
 

@@ -3,7 +3,7 @@ import codecs
 import pytest
 
 from tests.conftest import corpus_lines
-from textgen.corpus import (
+from textgen.data.corpus import (
     CorpusError,
     find_files,
     inspect,

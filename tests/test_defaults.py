@@ -1,4 +1,4 @@
-"""The defaults rule (textgen/defaults.py) and what `textgen train` does with no flags."""
+"""The defaults rule (textgen/train/defaults.py) and what `textgen train` does with no flags."""
 
 import json
 import logging
@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 from tests.conftest import tiny_model, tiny_train
-from textgen import defaults
-from textgen.train import Trainer, read_metrics
+from textgen.train import defaults
+from textgen.train.runlog import read_metrics
+from textgen.train.trainer import Trainer
 
 
 def test_rule_follows_budget_corpus_and_vocabulary():
@@ -41,7 +42,7 @@ def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(tmp_p
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "defaults (textgen/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
+    assert "defaults (textgen/train/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["stop_reason"] == "max_minutes"  # no hidden step cap
     config = json.loads((out / "config.json").read_text())
@@ -52,7 +53,7 @@ def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(tmp_p
 
 def test_log_lines_without_a_terminal_and_samples_at_evaluation(tmp_path, prepared, caplog):
     cfg = tiny_train(max_steps=20, max_minutes=60, eval_every=10, log_every_s=0, sample_chars=12)
-    with caplog.at_level(logging.INFO, logger="textgen.train"):
+    with caplog.at_level(logging.INFO, logger="textgen.train.trainer"):
         Trainer(prepared, tmp_path / "r", tiny_model(prepared), cfg).run()
     lines = [r.getMessage() for r in caplog.records]
     progress = [m for m in lines if m.startswith("step ") and "chars/s" in m]
@@ -66,7 +67,7 @@ def test_log_lines_without_a_terminal_and_samples_at_evaluation(tmp_path, prepar
 
 
 def test_word_level_reports_bits_per_character(tmp_path, pfr_slice):
-    from textgen.prepare import PrepareConfig, prepare
+    from textgen.data.prepare import PrepareConfig, prepare
 
     words = tmp_path / "w"
     prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(words), level="word"), progress=False)
@@ -92,31 +93,32 @@ def test_word_level_reports_bits_per_character(tmp_path, pfr_slice):
 def test_precision_auto_is_measured_not_read_off_the_flags(monkeypatch, caplog):
     import torch
 
-    from textgen import train
+    from textgen import hardware
+    from textgen.train.runtime import resolve_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
-    train.cpu_bf16_pays.cache_clear()
-    assert train.resolve_precision("auto", cpu) == "fp32"  # no instructions: no measurement
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
-    train.cpu_bf16_pays.cache_clear()
-    with caplog.at_level(logging.INFO, logger="textgen.train"):
-        chosen = train.resolve_precision("auto", cpu)
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    hardware.cpu_bf16_pays.cache_clear()
+    assert resolve_precision("auto", cpu) == "fp32"  # no instructions: no measurement
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    hardware.cpu_bf16_pays.cache_clear()
+    with caplog.at_level(logging.INFO, logger="textgen.hardware"):
+        chosen = resolve_precision("auto", cpu)
     said = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith(f"-> {chosen}") and "bf16 GEMM took" in said[0]
-    train.cpu_bf16_pays.cache_clear()
-    assert train.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is not measured
+    hardware.cpu_bf16_pays.cache_clear()
+    assert resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is not measured
 
 
 def test_word_level_generation_counts_characters(tmp_path, pfr_slice):
-    from textgen.generate import Generator
-    from textgen.prepare import PrepareConfig, prepare
-    from textgen.sampling import GenerationConfig
+    from textgen.data.prepare import PrepareConfig, prepare
+    from textgen.inference.generator import TextGenerator
+    from textgen.inference.sampling import GenerationConfig
 
     words = tmp_path / "w"
     prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(words), level="word"), progress=False)
     Trainer(words, tmp_path / "r", tiny_model(words), tiny_train(max_steps=5)).run()
-    gen = Generator.from_checkpoint(tmp_path / "r")
+    gen = TextGenerator.from_checkpoint(tmp_path / "r")
     for n in (1, 7, 30):
         r = gen.generate("中国", GenerationConfig(max_new_tokens=n, seed=n))
         s = r.samples[0]

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_model, tiny_train
-from textgen import diagnose
-from textgen.cli_diagnose import add_diagnose
-from textgen.data import PreparedCorpus
-from textgen.model import CharLM
-from textgen.train import Trainer
+from textgen.cli.diagnose import add_diagnose
+from textgen.data.dataset import PreparedCorpus
+from textgen.evaluation import diagnose, plots
+from textgen.evaluation import health as run_health_module
+from textgen.model.charlm import CharLM
+from textgen.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +138,7 @@ def test_json_schema_is_stable(tmp_path, prepared, runs):
         assert len(layer["mean"]) == len(layer["geomean"]) == 5
     assert doc["models"][1]["forget_bias"] is None
 
-    health = diagnose.training_health([runs / "lstm", runs / "rnn"])
+    health = run_health_module.training_health([runs / "lstm", runs / "rnn"])
     doc = _strict_load(diagnose.write_json(health, tmp_path / "h.json"))
     assert set(doc) == HEALTH_KEYS and doc["schema_version"] == 1
     for run in doc["runs"]:
@@ -153,7 +154,7 @@ def test_health_of_a_run_that_stopped_on_non_finite_steps(tmp_path, prepared):
     trainer.model.embed.weight.register_hook(nan_from_step_5)
     with pytest.raises(FloatingPointError):
         trainer.run()
-    health = diagnose.training_health([tmp_path], labels=["poisoned"])
+    health = run_health_module.training_health([tmp_path], labels=["poisoned"])
     run = health["runs"][0]
     assert run["label"] == "poisoned" and run["stopped_non_finite"]
     assert run["steps"] == 7 and run["skipped"] == 3 and sum(run["histogram"]["counts"]) == 4
@@ -162,7 +163,7 @@ def test_health_of_a_run_that_stopped_on_non_finite_steps(tmp_path, prepared):
     assert run["series"]["skipped"][-1] == 1
     doc = _strict_load(diagnose.write_json(health, tmp_path / "h.json"))
     assert doc["runs"][0]["series"]["loss_bpc"][-1] is None
-    png = diagnose.plot_training_health(health, tmp_path / "h.png")
+    png = plots.plot_training_health(health, tmp_path / "h.png")
     assert png.stat().st_size > 10_000
 
 

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from textgen import checkpoint
-from textgen.corpus import CorpusError
-from textgen.prepare import PrepareConfig, prepare
+from textgen.data.corpus import CorpusError
+from textgen.data.prepare import PrepareConfig, prepare
+from textgen.model import checkpoint
 
 GOOD = "人民日报新年社论。\n第二段。\n" * 30
 

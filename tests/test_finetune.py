@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from tests.conftest import tiny_model, tiny_train
-from textgen import checkpoint
-from textgen.data import PreparedCorpus
-from textgen.finetune import plan
-from textgen.generate import Generator
-from textgen.prepare import PrepareConfig, prepare
-from textgen.sampling import GenerationConfig
-from textgen.train import Trainer
+from textgen.data.dataset import PreparedCorpus
+from textgen.data.prepare import PrepareConfig, prepare
+from textgen.inference.generator import TextGenerator
+from textgen.inference.sampling import GenerationConfig
+from textgen.model import checkpoint
+from textgen.train.finetune import plan
+from textgen.train.trainer import Trainer
 
 NEW_TEXT = "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。\n龘靐齉爩，新字新詞。\n"
 
@@ -71,7 +71,7 @@ def test_fine_tuned_model_generates_from_a_new_character(tmp_path, prepared, new
     t = Trainer(new_corpus, tmp_path / "ft", cfg, tiny_train(max_steps=40), vocab=vocab, init=init)
     before = t.evaluate()["bpc"]
     assert t.run()["val_bpc"] < before - 0.5  # it learns the new text
-    gen = Generator.from_checkpoint(tmp_path / "ft")
+    gen = TextGenerator.from_checkpoint(tmp_path / "ft")
     r = gen.generate("龘靐", GenerationConfig(max_new_tokens=12, seed=1))
     assert r.unknown_prompt_chars == 0 and len(r.samples[0].text) == 12
     # and it still reads what the base model read

@@ -13,15 +13,16 @@ import torch
 
 import textgen
 from tests.conftest import tiny_model, tiny_train
-from textgen.engine import Engine, PromptError, QueueFull
-from textgen.generate import GenerationConfig, Generator, default_checkpoint
-from textgen.sampling import Chunk, Done, RowParams, sample_next
-from textgen.script import detect_text_script, to_script
+from textgen.data.script import detect_text_script, to_script
+from textgen.inference.engine import Engine, PromptError, QueueFull
+from textgen.inference.generator import TextGenerator
+from textgen.inference.sampling import Chunk, Done, GenerationConfig, RowParams, sample_next
+from textgen.model.checkpoint import default_checkpoint
 
 
 def train_tiny(prepared: Path, out: Path) -> Path:
     """A real (tiny, briefly trained) checkpoint: 1x16 LSTM, about a second of training."""
-    from textgen.train import Trainer
+    from textgen.train.trainer import Trainer
 
     Trainer(prepared, out, tiny_model(prepared), tiny_train(max_steps=10)).run()
     return out / "last.pt"
@@ -33,11 +34,11 @@ def ckpt(prepared, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gen(ckpt) -> Generator:
-    return Generator.from_checkpoint(ckpt)
+def gen(ckpt) -> TextGenerator:
+    return TextGenerator.from_checkpoint(ckpt)
 
 
-def run(gen: Generator, prompt: str = "中国", **kw):
+def run(gen: TextGenerator, prompt: str = "中国", **kw):
     return gen.generate(prompt, GenerationConfig(**kw))
 
 
@@ -185,10 +186,10 @@ def test_requests_join_and_leave_between_steps(gen):
 
 
 def test_gru_checkpoint_batches_too(prepared, tmp_path):
-    from textgen.train import Trainer
+    from textgen.train.trainer import Trainer
 
     Trainer(prepared, tmp_path, tiny_model(prepared, cell="gru"), tiny_train(max_steps=3)).run()
-    gru = Generator.from_checkpoint(tmp_path)
+    gru = TextGenerator.from_checkpoint(tmp_path)
     batched = run(gru, max_new_tokens=15, seed=2, n=3)
     alone = [run(gru, max_new_tokens=15, seed=2, n=3).samples[i].text for i in range(3)]
     assert [s.text for s in batched.samples] == alone and all(len(t) == 15 for t in alone)
@@ -271,7 +272,7 @@ def test_cli_generate_reports_bad_parameters(ckpt):
 
 
 def test_top_k_top_p_draws_from_the_head_equal_full_sort_draws(monkeypatch):
-    from textgen import sampling
+    from textgen.inference import sampling
 
     g = torch.Generator().manual_seed(0)
     logp = torch.log_softmax(5 * torch.randn(64, 4689, generator=g), dim=-1)  # peaked like a LM
@@ -298,8 +299,8 @@ TRADITIONAL = "春眠不覺曉，處處聞啼鳥"
 
 
 @pytest.fixture(scope="module")
-def bundled() -> Generator:
-    return Generator.from_checkpoint(BUNDLED)
+def bundled() -> TextGenerator:
+    return TextGenerator.from_checkpoint(BUNDLED)
 
 
 def test_traditional_prompt_reaches_the_simplified_model_and_is_answered_in_kind(bundled):

@@ -1,4 +1,4 @@
-"""Tests for textgen.model (tiny sizes; runs in seconds on CPU)."""
+"""Tests for textgen.model.charlm (tiny sizes; runs in seconds on CPU)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,29 @@ import tempfile
 import pytest
 import torch
 
-from textgen import cpu_gru, native
-from textgen import model as model_module
-from textgen.model import CELLS, SOFTMAXES, CharLM, Dropout, ModelConfig
+from textgen.model import cpu_gru, native, recurrent
+from textgen.model import state as states
+from textgen.model.charlm import CharLM
+from textgen.model.config import CELLS, SOFTMAXES, ModelConfig
+from textgen.model.layers import Dropout
 
 V, H, L, B, T = 7, 8, 2, 3, 5
+
+
+def rnn_dtype(model: CharLM, x: torch.Tensor) -> torch.dtype | None:
+    """The GEMM dtype of textgen's own loops for this call, None where a torch kernel runs."""
+    return recurrent.route(model.rnn, model.config.cell, x, model.training).dtype
+
+
+def layer_by_layer(model: CharLM, x: torch.Tensor, state, dtype: torch.dtype | None = None):
+    """The stack one layer at a time: torch._VF per layer, or textgen's loops in ``dtype``."""
+    backend = "torch_layers"
+    if dtype is not None:
+        backend = "cpp_lstm" if model.config.cell == "lstm" else "gru_loops"
+    if state is None:
+        state = model.init_state(x.size(0), x.device)
+    r = recurrent.Route(backend, dtype, "test")
+    return recurrent.run(model.rnn, model.config.cell, x, state, model.drop, r)
 
 
 def make(cell: str = "lstm", softmax: str = "full", hidden: int = H, **kw) -> CharLM:
@@ -202,16 +220,16 @@ def test_bf16_autocast_forward_backward(cell: str, softmax: str) -> None:
 def test_state_select_stack_split_round_trip(cell: str) -> None:
     m = make(cell).eval()
     _, state = m(ids())
-    parts = CharLM.split_state(state)
+    parts = states.split(state)
     assert len(parts) == B
     assert all(s.shape == (L, 1, H) for p in parts for s in state_tensors(p))
-    for a, b in zip(state_tensors(CharLM.stack_states(parts)), state_tensors(state), strict=True):
+    for a, b in zip(state_tensors(states.stack(parts)), state_tensors(state), strict=True):
         torch.testing.assert_close(a, b)
-    perm = CharLM.select_state(state, [2, 0])
+    perm = states.select(state, [2, 0])
     for a, b in zip(state_tensors(perm), state_tensors(state), strict=True):
         torch.testing.assert_close(a, b[:, [2, 0]])
     with pytest.raises(ValueError, match="at least one state"):
-        CharLM.stack_states([])
+        states.stack([])
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -219,12 +237,12 @@ def test_batched_step_matches_per_request_steps(cell: str) -> None:
     m = make(cell, "adaptive").eval()
     _, state = m(ids())
     nxt = ids(t=1, seed=6)  # (B, 1)
-    batched, batched_state = m.step_log_probs(nxt, CharLM.stack_states(CharLM.split_state(state)))
-    for i, s in enumerate(CharLM.split_state(state)):
+    batched, batched_state = m.step_log_probs(nxt, states.stack(states.split(state)))
+    for i, s in enumerate(states.split(state)):
         single, single_state = m.step_log_probs(nxt[i : i + 1], s)
         torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=1e-5)
         for a, b in zip(
-            state_tensors(CharLM.select_state(batched_state, [i])),
+            state_tensors(states.select(batched_state, [i])),
             state_tensors(single_state),
             strict=True,
         ):
@@ -235,7 +253,7 @@ def test_detach_state() -> None:
     m = make("lstm")
     _, state = m(ids())
     assert all(s.requires_grad for s in state_tensors(state))
-    assert not any(s.requires_grad for s in state_tensors(CharLM.detach_state(state)))
+    assert not any(s.requires_grad for s in state_tensors(states.detach(state)))
 
 
 def test_forward_rejects_non_2d_ids() -> None:
@@ -296,7 +314,7 @@ def test_layer_by_layer_equals_the_stacked_rnn(cell: str) -> None:
     state = tuple(torch.randn_like(s) for s in state) if cell == "lstm" else torch.randn_like(state)
     x = model.embed(ids)
     out_a, st_a = model.rnn(x, state)
-    out_b, st_b = model._layer_by_layer(x, state)
+    out_b, st_b = layer_by_layer(model, x, state)
     assert torch.equal(out_a, out_b)
     pairs = zip(st_a, st_b, strict=True) if cell == "lstm" else [(st_a, st_b)]
     assert all(torch.equal(a, b) for a, b in pairs)
@@ -313,9 +331,9 @@ def test_dropout_acts_between_layers_in_training_only() -> None:
     x = model.embed(ids)
     plain = model.rnn.eval()(x)[0]  # nn.LSTM drops nothing in eval mode
     model.drop.eval()
-    assert torch.equal(model._layer_by_layer(x, None)[0], plain)
+    assert torch.equal(layer_by_layer(model, x, None)[0], plain)
     model.drop.train()
-    assert not torch.equal(model._layer_by_layer(x, None)[0], plain)
+    assert not torch.equal(layer_by_layer(model, x, None)[0], plain)
     model.eval()
     assert torch.equal(model(ids)[0], model(ids)[0])
 
@@ -337,7 +355,7 @@ def _grads(out: torch.Tensor, last: torch.Tensor, model: CharLM, x, state) -> li
 
 @pytest.fixture(params=["python", "native"])
 def gru_loops(request, monkeypatch):
-    """Run textgen.cpu_gru with its Python loops or its C++ loops (textgen/csrc)."""
+    """Run textgen.model.cpu_gru with its Python loops or its C++ loops (textgen/model/csrc)."""
     if request.param == "python":
         monkeypatch.setattr(cpu_gru, "cpu_gru_ops", lambda: None)
     elif native.cpu_gru_ops() is None:
@@ -354,12 +372,12 @@ def _can_build() -> bool:
 
 
 def test_cpu_gru_equals_nn_gru_in_float32(gru_loops) -> None:
-    # GRU training on CPU runs textgen.cpu_gru (hand-written backward): in float32 it must
+    # GRU training on CPU runs textgen.model.cpu_gru (hand-written backward): in float32 it must
     # give nn.GRU's outputs, final states and gradients (inputs, state, every weight)
     model, x, state = _gru_case()
-    assert model._cpu_rnn_dtype(x) == torch.float32
+    assert rnn_dtype(model, x) == torch.float32
     out_a, st_a = model.rnn(x, state)
-    out_b, st_b = model._layer_by_layer(x, state, torch.float32)
+    out_b, st_b = layer_by_layer(model, x, state, torch.float32)
     assert out_b.shape == out_a.shape and st_b.shape == st_a.shape
     torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st_b, st_a, atol=1e-5, rtol=1e-5)
@@ -374,8 +392,8 @@ def test_cpu_gru_bfloat16_stays_within_bf16_error(gru_loops) -> None:
     model, x, state = _gru_case(layers=2)
     out_a, st_a = model.rnn(x, state)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model._cpu_rnn_dtype(x) == torch.bfloat16
-        out_b, st_b = model._layer_by_layer(x, state, torch.bfloat16)
+        assert rnn_dtype(model, x) == torch.bfloat16
+        out_b, st_b = layer_by_layer(model, x, state, torch.bfloat16)
     assert out_b.dtype == torch.float32  # gate maths and state stay in float32
     ga = _grads(out_a, st_a, model, x, state)
     gb = _grads(out_b, st_b, model, x, state)
@@ -415,7 +433,7 @@ def test_native_build_failure_falls_back_with_the_compiler_error(tmp_path, monke
     broken.write_text("int f() { return undefined_name_here; }\n")
     monkeypatch.setattr(native, "SOURCES", [broken])
     monkeypatch.setenv("TEXTGEN_NATIVE_CACHE", str(tmp_path / "cache"))
-    with caplog.at_level(logging.WARNING, logger="textgen.native"):
+    with caplog.at_level(logging.WARNING, logger="textgen.model.native"):
         assert native.load.__wrapped__() is False
     assert "undefined_name_here" in caplog.text and "Python loop" in caplog.text
     monkeypatch.setenv("TEXTGEN_NATIVE", "0")
@@ -435,14 +453,14 @@ def test_native_cache_that_cannot_be_written_falls_back_to_the_temp_dir(tmp_path
 def test_cpu_gru_runs_only_when_training_with_grad() -> None:
     model, x, _ = _gru_case(layers=2)
     ids = torch.randint(0, 50, (2, 5))
-    assert model._cpu_rnn_dtype(x) == torch.float32
+    assert rnn_dtype(model, x) == torch.float32
     with torch.no_grad():
-        assert model._cpu_rnn_dtype(x) is None
+        assert rnn_dtype(model, x) is None
     model.eval()
-    assert model._cpu_rnn_dtype(x) is None
+    assert rnn_dtype(model, x) is None
     with torch.autocast("cpu", dtype=torch.float16):
         model.train()
-        assert model._cpu_rnn_dtype(x) is None  # fp16 autocast: nn.GRU as before
+        assert rnn_dtype(model, x) is None  # fp16 autocast: nn.GRU as before
     # in training, the whole model (embedding, GRU stack, head) matches the nn.GRU path
     model.train()
     out_train, st_train = model(ids)
@@ -451,7 +469,7 @@ def test_cpu_gru_runs_only_when_training_with_grad() -> None:
     torch.testing.assert_close(out_train, out_eval, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st_train, st_eval, atol=1e-5, rtol=1e-5)
     rnn = CharLM(ModelConfig(vocab_size=50, cell="rnn", embed_dim=8, hidden_size=16))
-    assert rnn._cpu_rnn_dtype(x) is None
+    assert rnn_dtype(rnn, x) is None
 
 
 def _lstm_case(layers: int = 3):
@@ -479,12 +497,12 @@ def lstm_loops(monkeypatch):
 
 
 def test_cpu_lstm_equals_nn_lstm_in_float32(lstm_loops) -> None:
-    # textgen.cpu_lstm (LSTM training on CPU under bf16 autocast) in float32 must give
+    # textgen.model.cpu_lstm (LSTM training on CPU under bf16 autocast) in float32 must give
     # nn.LSTM's outputs, final (h, c) and gradients (inputs, h0, c0, every weight)
     model, x, state = _lstm_case()
-    assert model._cpu_rnn_dtype(x) is None  # float32 training keeps nn.LSTM (it was faster)
+    assert rnn_dtype(model, x) is None  # float32 training keeps nn.LSTM (it was faster)
     out_a, st_a = model.rnn(x, state)
-    out_b, st_b = model._layer_by_layer(x, state, torch.float32)
+    out_b, st_b = layer_by_layer(model, x, state, torch.float32)
     torch.testing.assert_close(out_b, out_a, atol=1e-5, rtol=1e-5)
     for a, b in zip(st_a, st_b, strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
@@ -499,8 +517,8 @@ def test_cpu_lstm_bfloat16_stays_within_bf16_error(lstm_loops) -> None:
     model, x, state = _lstm_case(layers=2)
     out_a, st_a = model.rnn(x, state)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model._cpu_rnn_dtype(x) == torch.bfloat16
-        out_b, st_b = model._layer_by_layer(x, state, torch.bfloat16)
+        assert rnn_dtype(model, x) == torch.bfloat16
+        out_b, st_b = layer_by_layer(model, x, state, torch.bfloat16)
     assert out_b.dtype == torch.float32  # gate maths and state stay in float32
     ga = _lstm_grads(out_a, st_a, model, x, state)
     gb = _lstm_grads(out_b, st_b, model, x, state)
@@ -511,6 +529,6 @@ def test_cpu_lstm_bfloat16_stays_within_bf16_error(lstm_loops) -> None:
 
 def test_lstm_without_the_kernels_trains_through_nn_lstm(monkeypatch) -> None:
     model, x, _ = _lstm_case(layers=2)
-    monkeypatch.setattr(model_module, "cpu_lstm_ops", lambda: None)
+    monkeypatch.setattr(recurrent, "cpu_lstm_ops", lambda: None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model._cpu_rnn_dtype(x) is None
+        assert rnn_dtype(model, x) is None

@@ -1,4 +1,4 @@
-from textgen.normalize import POLICY_NAME, get_normalizer, normalize
+from textgen.data.normalize import POLICY_NAME, get_normalizer, normalize
 
 
 def test_fullwidth_digits_and_letters_become_ascii():

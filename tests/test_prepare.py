@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from textgen.corpus import CorpusError
-from textgen.data import PreparedCorpus
-from textgen.prepare import PrepareConfig, prepare
+from textgen.data.corpus import CorpusError
+from textgen.data.dataset import PreparedCorpus
+from textgen.data.prepare import PrepareConfig, prepare
 
 
 def _prep(tmp_path, sources, name="out", **kw):
@@ -202,7 +202,7 @@ def test_vocabulary_comes_from_the_train_split_only(tmp_path):
 
 
 def test_word_level_has_a_default_cap_and_counts_characters(tmp_path, pfr_slice):
-    from textgen.prepare import WORD_MAX_VOCAB
+    from textgen.data.prepare import WORD_MAX_VOCAB
 
     meta = _prep(tmp_path, [pfr_slice], "w", level="word")
     assert meta["config"]["max_vocab"] == WORD_MAX_VOCAB

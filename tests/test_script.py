@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from textgen.sampling import GenerationConfig
-from textgen.script import (
+from textgen.data.script import (
     SCRIPTS,
     StreamConverter,
     detect_script,
@@ -15,7 +14,8 @@ from textgen.script import (
     to_model_script,
     to_script,
 )
-from textgen.tokenizer import Vocab
+from textgen.data.tokenizer import Vocab
+from textgen.inference.sampling import GenerationConfig
 
 TRADITIONAL = "春眠不覺曉，處處聞啼鳥"
 SIMPLIFIED = "春眠不觉晓，处处闻啼鸟"
@@ -95,7 +95,7 @@ def test_http_schema_lists_the_same_scripts():
 
 
 def test_eval_text_in_the_other_script_scores_like_the_models_own(tmp_path):
-    from textgen.evaluate import evaluate_checkpoint
+    from textgen.evaluation.evaluate import evaluate_checkpoint
 
     lines = "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。\n中国人民解放军发展经济。\n" * 20
     simp, trad = tmp_path / "s.txt", tmp_path / "t.txt"

@@ -18,10 +18,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools import local_server as local
 from tests.test_generate import BUNDLED, train_tiny
-from textgen.script import detect_text_script
-from textgen.server import Settings, local
+from textgen.data.script import detect_text_script
 from textgen.server.app import create_app
+from textgen.server.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import corpus_lines
-from textgen.corpus import parse_pfr_line, pfr_to_text
-from textgen.normalize import normalize
-from textgen.tokenizer import UNK, CharTokenizer, Vocab, WordTokenizer, jieba_words
+from textgen.data.corpus import parse_pfr_line, pfr_to_text
+from textgen.data.normalize import normalize
+from textgen.data.tokenizer import UNK, CharTokenizer, Vocab, WordTokenizer, jieba_words
 
 
 def test_vocab_ids_are_deterministic_frequency_then_code_point():

@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_model, tiny_train
-from textgen import checkpoint
-from textgen.data import StreamBatcher
-from textgen.evaluate import load_model
-from textgen.train import TrainConfig, Trainer, lr_at, read_metrics, truncate_metrics
+from textgen.data.dataset import StreamBatcher
+from textgen.model import checkpoint
+from textgen.model.checkpoint import load_model
+from textgen.train.config import TrainConfig, lr_at
+from textgen.train.runlog import read_metrics, truncate_metrics
+from textgen.train.trainer import Trainer
 
 TINY = [
     "--embed-dim",
@@ -200,7 +202,7 @@ def _losses(run_dir):
     return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])  # the GRU trains through textgen.cpu_gru
+@pytest.mark.parametrize("cell", ["lstm", "gru"])  # the GRU trains through textgen.model.cpu_gru
 def test_kill_9_and_resume_equals_uninterrupted(tmp_path, prepared, cell):
     common = [
         "train",
@@ -314,8 +316,8 @@ def test_eval_and_baseline_cli(tmp_path, prepared):
 
 
 def test_export_is_small_and_scores_like_the_original(tmp_path, prepared):
-    from textgen.checkpoint import export_inference
-    from textgen.evaluate import evaluate_checkpoint
+    from textgen.evaluation.evaluate import evaluate_checkpoint
+    from textgen.model.checkpoint import export_inference
 
     Trainer(prepared, tmp_path, tiny_model(prepared), tiny_train(max_steps=20)).run()
     export_inference(tmp_path / "last.pt", tmp_path / "model.pt")

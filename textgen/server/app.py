@@ -23,14 +23,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from textgen import __version__
-from textgen.engine import PromptError, QueueFull
-from textgen.generate import Generator
-from textgen.sampling import Chunk, Done, Failed
-from textgen.server import Settings, schemas
+from textgen.inference.engine import PromptError, QueueFull
+from textgen.inference.generator import TextGenerator
+from textgen.inference.sampling import Chunk, Done, Failed
+from textgen.server import schemas
 from textgen.server.batcher import BatchRunner, EngineError, Handle, ShuttingDown
 from textgen.server.guard import BodyGuardMiddleware, error
 from textgen.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from textgen.server.schemas import ErrorResponse
+from textgen.server.settings import Settings
 
 log = logging.getLogger(__name__)
 SSE = "text/event-stream"
@@ -146,7 +147,7 @@ def _lifespan(settings: Settings, metrics: Metrics):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threads_before = torch.get_num_threads()
-        gen = Generator.from_checkpoint(settings.checkpoint, server_threads(settings.threads))
+        gen = TextGenerator.from_checkpoint(settings.checkpoint, server_threads(settings.threads))
         runner = BatchRunner(
             gen.engine(settings.max_batch, settings.max_queue, metrics.observe_step)
         )

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Receive
 
-from textgen.engine import Engine, Request
-from textgen.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
+from textgen.inference.engine import Engine
+from textgen.inference.request import Request
+from textgen.inference.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
 
 log = logging.getLogger(__name__)
 

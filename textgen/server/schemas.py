@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from textgen.sampling import (
+from textgen.inference.sampling import (
     MAX_STOP_STRINGS,
     MAX_TOP_LOGPROBS,
     Chunk,
@@ -27,7 +27,7 @@ from textgen.sampling import (
     GenerationResult,
     TokenLogprob,
 )
-from textgen.server import Settings
+from textgen.server.settings import Settings
 
 MAX_STOP_CHARS = 32
 # 2**53 - 1: the largest integer a JSON number (a double) holds exactly, so a schema-valid
@@ -44,7 +44,7 @@ StopString = Annotated[
 ]
 StopField = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None
 
-# textgen.script.SCRIPTS as a type, so the schema lists the values and others get 422
+# textgen.data.script.SCRIPTS as a type, so the schema lists the values and others get 422
 Script = Literal["auto", "simplified", "traditional"]
 SCRIPT_HELP = (
     "Chinese script of the output: auto (the prompt's; the model's when the prompt shows "

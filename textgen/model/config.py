@@ -1,0 +1,119 @@
+"""The model's hyper-parameters: ``ModelConfig``, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CELLS = ("lstm", "gru", "rnn")
+SOFTMAXES = ("full", "adaptive")
+DEFAULT_CUTOFFS = (500, 2000)
+ADAPTIVE_DIV_VALUE = 4.0  # tail cluster i projects to hidden_size / 4**(i+1) dims
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`CharLM`; validated on construction.
+
+    ``forget_bias`` (LSTM only) is the *total* initial forget-gate bias: it is written to
+    ``bias_ih`` and the forget slice of ``bias_hh`` is zeroed, so their sum equals it.
+    ``cutoffs`` (adaptive softmax only): empty means ``(500, 2000)`` clipped to the
+    vocabulary, see :meth:`resolved_cutoffs`.
+    """
+
+    vocab_size: int
+    cell: str = "lstm"
+    embed_dim: int = 256
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.1
+    tie_weights: bool = False
+    forget_bias: float = 1.0
+    softmax: str = "full"
+    cutoffs: tuple[int, ...] = ()
+    bidirectional: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
+            _check_positive_int(name, getattr(self, name))
+        _check_choice("cell", self.cell, CELLS)
+        _check_choice("softmax", self.softmax, SOFTMAXES)
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.forget_bias, (int, float)) or not math.isfinite(self.forget_bias):
+            raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
+        if self.bidirectional:
+            raise ValueError(
+                "bidirectional must be False, got True: a language model predicts the next "
+                "character and cannot see the future, so a backward RNN would leak targets"
+            )
+        self._check_tying()
+        self._check_cutoffs()
+
+    def _check_tying(self) -> None:
+        if not self.tie_weights:
+            return
+        if self.embed_dim != self.hidden_size:
+            raise ValueError(
+                "tie_weights=True needs embed_dim == hidden_size, got "
+                f"embed_dim={self.embed_dim}, hidden_size={self.hidden_size}"
+            )
+        if self.softmax != "full":
+            raise ValueError(f"tie_weights=True needs softmax='full', got {self.softmax!r}")
+
+    def _check_cutoffs(self) -> None:
+        if not isinstance(self.cutoffs, (tuple, list)):
+            raise ValueError(f"cutoffs must be a tuple of ints, got {self.cutoffs!r}")
+        cutoffs = self.cutoffs = tuple(self.cutoffs)
+        if self.softmax != "adaptive":
+            if cutoffs:
+                raise ValueError(f"cutoffs only apply to softmax='adaptive', got {cutoffs!r}")
+            return
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2 for adaptive softmax, got {self.vocab_size}")
+        in_range = all(type(c) is int and 0 < c < self.vocab_size for c in cutoffs)
+        if not in_range or list(cutoffs) != sorted(set(cutoffs)):
+            raise ValueError(
+                "cutoffs must be strictly increasing integers in [1, vocab_size - 1] "
+                f"(vocab_size={self.vocab_size}), got {cutoffs!r}"
+            )
+        n_tails = len(self.resolved_cutoffs())
+        if self.hidden_size < ADAPTIVE_DIV_VALUE**n_tails:
+            raise ValueError(
+                f"hidden_size must be >= {int(ADAPTIVE_DIV_VALUE**n_tails)} for {n_tails} adaptive "
+                f"tail clusters (each projects to hidden_size / 4**i dims), got {self.hidden_size}"
+            )
+
+    def resolved_cutoffs(self) -> tuple[int, ...]:
+        """Cutoffs actually used by the adaptive softmax."""
+        if self.cutoffs:
+            return self.cutoffs
+        clipped = tuple(c for c in DEFAULT_CUTOFFS if c < self.vocab_size)
+        return clipped or (max(1, self.vocab_size // 2),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (JSON / ``torch.load(weights_only=True)`` safe)."""
+        d = dataclasses.asdict(self)
+        d["cutoffs"] = list(self.cutoffs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        return cls(**d)
