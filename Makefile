@@ -28,7 +28,8 @@ demo: install
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: install chromium
+# The whole check, as CI runs it (.ci/run): lint, then every test.
+test: install chromium lint
 	$(BIN)/python -m pytest tests
 
 # Schema fuzzing of the HTTP API (schemathesis, in-process): many more cases than the test suite.
@@ -43,9 +44,11 @@ reliability: fuzz
 		-k "hostile or invalid or oversized or surrogate or 429 or cors or no_request_field or bad_corpus or folder or disk or truncated or pickled or kill or sigterm"
 	$(BIN)/python scripts/reliability.py all
 
+# ruff's rules and formatter, and mypy on the package ([tool.mypy] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare.py

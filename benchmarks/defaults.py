@@ -55,8 +55,21 @@ def prepared(name: str) -> str:
 
 def train(data: str, out: str, minutes: float, flags: str = "") -> dict:
     t0 = time.perf_counter()
-    r = run_json([*TEXTGEN, "train", "--data", data, "--out", out, "--max-minutes",
-                  str(minutes), *flags.split(), "--no-progress", "--json"])  # fmt: skip
+    r = run_json(
+        [
+            *TEXTGEN,
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--max-minutes",
+            str(minutes),
+            *flags.split(),
+            "--no-progress",
+            "--json",
+        ]
+    )
     return {"val_bpc": r["best_val_bpc"], "steps": r["step"], "s": time.perf_counter() - t0}
 
 
@@ -67,8 +80,12 @@ def bench(names: list[str], minutes: list[float], out: str) -> dict:
     for name in names:
         data = prepared(name)
         kn = run_json([*TEXTGEN, "baseline", "--data", data, "--json"])
-        results[name] = {"data": data, "kn7_val_bpc": kn["val_bpc"], "default": {},
-                         "hand_tuned_flags": HAND_TUNED[name]}  # fmt: skip
+        results[name] = {
+            "data": data,
+            "kn7_val_bpc": kn["val_bpc"],
+            "default": {},
+            "hand_tuned_flags": HAND_TUNED[name],
+        }
     for m in sorted(minutes):
         for name, r in results.items():
             r["default"][f"{m:g}"] = train(r["data"], f"{out}/{name}-default-{m:g}", m)
@@ -94,14 +111,19 @@ def main() -> None:
     print(
         f"\nvalidation bits/char ({', '.join(f'{m:g}' for m in minutes)} minutes, one run at a time)"
     )
-    print(f"{'corpus':<8} {'7-gram':>7} " + " ".join(f"{'default ' + f'{m:g}m':>11}" for m in minutes)
-          + f" {'tuned ' + top + 'm':>10}  tuned flags")  # fmt: skip
+    print(
+        f"{'corpus':<8} {'7-gram':>7} "
+        + " ".join(f"{'default ' + f'{m:g}m':>11}" for m in minutes)
+        + f" {'tuned ' + top + 'm':>10}  tuned flags"
+    )
     summary: dict = {}
     for name, r in results.items():
         d = r["default"]
-        print(f"{name:<8} {r['kn7_val_bpc']:>7.4f} "
-              + " ".join(f"{d[f'{m:g}']['val_bpc']:>11.4f}" for m in minutes)
-              + f" {r['hand_tuned']['val_bpc']:>10.4f}  {r['hand_tuned_flags']}")  # fmt: skip
+        print(
+            f"{name:<8} {r['kn7_val_bpc']:>7.4f} "
+            + " ".join(f"{d[f'{m:g}']['val_bpc']:>11.4f}" for m in minutes)
+            + f" {r['hand_tuned']['val_bpc']:>10.4f}  {r['hand_tuned_flags']}"
+        )
         summary[name] = {
             "kn7_val_bpc": round(r["kn7_val_bpc"], 4),
             **{f"default_{k}_val_bpc": round(v["val_bpc"], 4) for k, v in d.items()},

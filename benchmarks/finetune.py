@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from defaults import TEXTGEN, run_json, train  # noqa: E402  (same folder)
+from defaults import TEXTGEN, run_json, train
 
 SOURCE = "data/external/news"
 DATA = "data/prepared/news"

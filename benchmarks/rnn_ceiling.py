@@ -155,16 +155,22 @@ def main() -> None:
             print(f"\n{cell.upper()}, {name}: {gflop:.1f} GFLOP of GEMMs per forward + backward")
             for label, seconds in parts.items():
                 print(f"  {label:<62} {seconds * 1e3:7.1f} ms")
-            print(f"  {'sum of the GEMMs, each run on its own':<62} {bound * 1e3:7.1f} ms"
-                  f"  ({gflop / bound:.0f} GFLOP/s)")  # fmt: skip
-            print(f"  {'nn.' + cell.upper() + ' forward + backward, measured':<62} {real * 1e3:7.1f} ms"
-                  f"  ({gflop / real:.0f} GFLOP/s; GEMM sum / measured {bound / real:.0%})")  # fmt: skip
+            print(
+                f"  {'sum of the GEMMs, each run on its own':<62} {bound * 1e3:7.1f} ms"
+                f"  ({gflop / bound:.0f} GFLOP/s)"
+            )
+            print(
+                f"  {'nn.' + cell.upper() + ' forward + backward, measured':<62} {real * 1e3:7.1f} ms"
+                f"  ({gflop / real:.0f} GFLOP/s; GEMM sum / measured {bound / real:.0%})"
+            )
             measured = textgen_measured(cell, args.repeats, dtype)
             if measured is not None:
                 ours, loops = measured
                 label = f"textgen.cpu_{cell} ({loops}) forward + backward, measured"
-                print(f"  {label:<62} {ours * 1e3:7.1f} ms  ({gflop / ours:.0f} GFLOP/s; "
-                      f"GEMM sum / measured {bound / ours:.0%})")  # fmt: skip
+                print(
+                    f"  {label:<62} {ours * 1e3:7.1f} ms  ({gflop / ours:.0f} GFLOP/s; "
+                    f"GEMM sum / measured {bound / ours:.0%})"
+                )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
-from devtools import local_server as local  # noqa: E402
+from devtools import local_server as local
 
 PROMPTS = ["中国", "人民日报", "今天", "经济发展", "我们要", "新华社北京", "在改革开放中", "世界"]
 REPO = Path(__file__).resolve().parent.parent
@@ -51,21 +51,40 @@ def make_checkpoint(path: Path) -> Path:
     from textgen.train.snapshot import Health
 
     vocab = _vocab()
-    cfg = ModelConfig(vocab_size=len(vocab.tokens), embed_dim=256, hidden_size=512,
-                      num_layers=2, softmax="adaptive")  # fmt: skip
+    cfg = ModelConfig(
+        vocab_size=len(vocab.tokens),
+        embed_dim=256,
+        hidden_size=512,
+        num_layers=2,
+        softmax="adaptive",
+    )
     torch.manual_seed(0)
     model = CharLM(cfg)
     train = TrainConfig()
-    checkpoint.save({
-        "kind": "train", "textgen_version": __version__, "model_config": cfg.to_dict(),
-        "model": model.state_dict(),
-        "tokenizer": {"vocab": vocab.to_dict(), "level": "char", "normalization": describe()},
-        "train_config": asdict(train), "data": {"path": "", "sources": []}, "step": 0,
-        "optimizer": {}, "scheduler": {"name": train.schedule, "step": 0, "lr": train.lr},
-        "scaler": {}, "rng": {"torch": torch.get_rng_state(), "cuda": []},
-        "data_position": {"pos": 0, "epoch": 0}, "hidden_state": [], "best_val_bpc": None,
-        "val_bpc": None, "evals_since_best": 0, "health": asdict(Health()), "precision": "fp32",
-    }, path)  # fmt: skip
+    checkpoint.save(
+        {
+            "kind": "train",
+            "textgen_version": __version__,
+            "model_config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "tokenizer": {"vocab": vocab.to_dict(), "level": "char", "normalization": describe()},
+            "train_config": asdict(train),
+            "data": {"path": "", "sources": []},
+            "step": 0,
+            "optimizer": {},
+            "scheduler": {"name": train.schedule, "step": 0, "lr": train.lr},
+            "scaler": {},
+            "rng": {"torch": torch.get_rng_state(), "cuda": []},
+            "data_position": {"pos": 0, "epoch": 0},
+            "hidden_state": [],
+            "best_val_bpc": None,
+            "val_bpc": None,
+            "evals_since_best": 0,
+            "health": asdict(Health()),
+            "precision": "fp32",
+        },
+        path,
+    )
     return path
 
 
@@ -119,8 +138,12 @@ async def single_client(url: str, chars: int, repeats: int = 5) -> tuple[float, 
     firsts: list[float] = []
     async with httpx.AsyncClient(timeout=120) as client:
         for i in range(repeats):
-            body = {"prompt": PROMPTS[i % len(PROMPTS)], "max_new_tokens": chars, "seed": i,
-                    "stream": True}  # fmt: skip
+            body = {
+                "prompt": PROMPTS[i % len(PROMPTS)],
+                "max_new_tokens": chars,
+                "seed": i,
+                "stream": True,
+            }
             start = time.perf_counter()
             stamps = []
             async with client.stream("POST", url + "/v1/generate", json=body) as r:
@@ -142,8 +165,11 @@ async def drive(url: str, clients: int, chars: int, seconds: float, max_requests
         for i in range(max_requests):
             if time.perf_counter() > deadline and i > 0:
                 return
-            body = {"prompt": random.choice(PROMPTS), "max_new_tokens": chars,
-                    "seed": w * 100_000 + i}  # fmt: skip
+            body = {
+                "prompt": random.choice(PROMPTS),
+                "max_new_tokens": chars,
+                "seed": w * 100_000 + i,
+            }
             start = time.perf_counter()
             try:
                 r = await client.post(url + "/v1/generate", json=body)
@@ -183,8 +209,11 @@ def run_all(ckpt: Path, args: argparse.Namespace, tmp: Path) -> tuple[dict, dict
             for mode, (_, url) in servers.items():
                 level = asyncio.run(drive(url, n, args.chars, args.seconds, args.max_requests))
                 out[mode]["levels"].append(level)
-                print(f"  {mode} {n:>3} clients: {level.chars_per_s:,.0f} chars/s",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"  {mode} {n:>3} clients: {level.chars_per_s:,.0f} chars/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return out["batched"], out["unbatched"]
     finally:
         for proc, _ in servers.values():
@@ -197,23 +226,36 @@ def run_all(ckpt: Path, args: argparse.Namespace, tmp: Path) -> tuple[dict, dict
 def report(batched: dict, unbatched: dict, args: argparse.Namespace, ckpt: Path) -> dict:
     ms_per_char, first_ms = batched["single"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nserving benchmark: {ckpt.name}, {args.chars} chars per request, "
-          f"{args.seconds:g} s per level, {os.cpu_count()} CPUs, load average {load} "
-          "(other work on the machine slows every figure)")  # fmt: skip
-    print(f"single client, streaming: {ms_per_char:.2f} ms per character, "
-          f"first character after {first_ms:.1f} ms\n")  # fmt: skip
-    print(f"{'mode':<10} {'clients':>7} {'requests':>8} {'errors':>6} {'chars/s':>9} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'queued p50 ms':>13}")  # fmt: skip
-    result: dict = {"single_client_ms_per_char": round(ms_per_char, 3),
-                    "single_client_first_char_ms": round(first_ms, 2),
-                    "chars_per_s": {}, "p50_ms": {}, "p99_ms": {}, "errors": 0}  # fmt: skip
+    print(
+        f"\nserving benchmark: {ckpt.name}, {args.chars} chars per request, "
+        f"{args.seconds:g} s per level, {os.cpu_count()} CPUs, load average {load} "
+        "(other work on the machine slows every figure)"
+    )
+    print(
+        f"single client, streaming: {ms_per_char:.2f} ms per character, "
+        f"first character after {first_ms:.1f} ms\n"
+    )
+    print(
+        f"{'mode':<10} {'clients':>7} {'requests':>8} {'errors':>6} {'chars/s':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'queued p50 ms':>13}"
+    )
+    result: dict = {
+        "single_client_ms_per_char": round(ms_per_char, 3),
+        "single_client_first_char_ms": round(first_ms, 2),
+        "chars_per_s": {},
+        "p50_ms": {},
+        "p99_ms": {},
+        "errors": 0,
+    }
     for mode, data in (("batched", batched), ("unbatched", unbatched)):
         for key in ("chars_per_s", "p50_ms", "p99_ms"):
             result[key][mode] = {}
         for lv in data["levels"]:
-            print(f"{mode:<10} {lv.clients:>7} {lv.requests:>8} {lv.errors:>6} "
-                  f"{lv.chars_per_s:>9,.0f} {lv.pct(0.5):>8.0f} {lv.pct(0.99):>8.0f} "
-                  f"{lv.pct(0.5, 'queued'):>13.0f}")  # fmt: skip
+            print(
+                f"{mode:<10} {lv.clients:>7} {lv.requests:>8} {lv.errors:>6} "
+                f"{lv.chars_per_s:>9,.0f} {lv.pct(0.5):>8.0f} {lv.pct(0.99):>8.0f} "
+                f"{lv.pct(0.5, 'queued'):>13.0f}"
+            )
             result["chars_per_s"][mode][str(lv.clients)] = round(lv.chars_per_s, 1)
             result["p50_ms"][mode][str(lv.clients)] = round(lv.pct(0.5), 1)
             result["p99_ms"][mode][str(lv.clients)] = round(lv.pct(0.99), 1)
@@ -223,8 +265,10 @@ def report(batched: dict, unbatched: dict, args: argparse.Namespace, ckpt: Path)
     result["speedup_32"] = round(b32 / u32, 2) if b32 and u32 else None
     if result["speedup_32"] is not None:
         verdict = "meets" if result["speedup_32"] >= 8 and not result["errors"] else "misses"
-        print(f"\nbatching speed-up at 32 clients: {result['speedup_32']:.1f}x "
-              f"({verdict} the >= 8x, zero-error target)")  # fmt: skip
+        print(
+            f"\nbatching speed-up at 32 clients: {result['speedup_32']:.1f}x "
+            f"({verdict} the >= 8x, zero-error target)"
+        )
     return result
 
 

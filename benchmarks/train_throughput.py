@@ -189,8 +189,11 @@ def main() -> None:
         r = {name: chars_per_s(step, args.steps)[0] for name, step in steps.items()}
         r["ratio"] = max(r["lstm"], r["gru"]) / r["reference"]
         rounds.append(r)
-        print(f"  round {i + 1}: reference {r['reference']:,.0f}, LSTM {r['lstm']:,.0f}, "
-              f"GRU {r['gru']:,.0f} chars/s: {r['ratio']:.2f}x", flush=True)  # fmt: skip
+        print(
+            f"  round {i + 1}: reference {r['reference']:,.0f}, LSTM {r['lstm']:,.0f}, "
+            f"GRU {r['gru']:,.0f} chars/s: {r['ratio']:.2f}x",
+            flush=True,
+        )
     rates = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"\n{'model (median of the rounds)':<28} {'chars/s':>10} {'vs reference':>13}")
     for name, label in (

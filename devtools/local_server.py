@@ -21,8 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(log: Path, *flags: str, env: Mapping[str, str] | None = None,
-          timeout: float = 120.0) -> tuple[subprocess.Popen, str]:  # fmt: skip
+def spawn(
+    log: Path, *flags: str, env: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> tuple[subprocess.Popen, str]:
     """`textgen serve FLAGS` on 127.0.0.1, its output in ``log``; returns once /health is 200.
 
     Output goes to a file, not a pipe nobody reads, so the server never blocks on it. Raises
@@ -31,8 +32,19 @@ def spawn(log: Path, *flags: str, env: Mapping[str, str] | None = None,
     import httpx  # the server's own dependency tree has it; importing lazily keeps this light
 
     port = free_port()
-    cmd = [sys.executable, "-m", "textgen", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *flags]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *flags,
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

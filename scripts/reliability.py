@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
-from devtools import local_server as local  # noqa: E402
+from devtools import local_server as local
 
 PROMPTS = ["中国", "人民", "新华社北京１月１日电", "经济", "今天", "改革开放", "上海", "我们"]
 
@@ -55,12 +55,18 @@ class Tally:
         self.errors: list[str] = []
 
 
-async def one_stream(http: httpx.AsyncClient, url: str, rng: random.Random, drop: bool,
-                     tally: Tally) -> None:  # fmt: skip
+async def one_stream(
+    http: httpx.AsyncClient, url: str, rng: random.Random, drop: bool, tally: Tally
+) -> None:
     """One streaming request; ``drop``: leave after a random number of events."""
     openai = rng.random() < 0.5
-    body = {"prompt": rng.choice(PROMPTS), "stream": True, "seed": rng.randrange(2**31),
-            "temperature": rng.choice([0.5, 0.8, 1.0]), "top_p": rng.choice([0.9, 1.0])}  # fmt: skip
+    body = {
+        "prompt": rng.choice(PROMPTS),
+        "stream": True,
+        "seed": rng.randrange(2**31),
+        "temperature": rng.choice([0.5, 0.8, 1.0]),
+        "top_p": rng.choice([0.9, 1.0]),
+    }
     n = rng.randint(20, 300)
     body.update({"max_tokens": n} if openai else {"max_new_tokens": n})
     path = "/v1/completions" if openai else "/v1/generate"
@@ -175,10 +181,15 @@ def run_load(args: argparse.Namespace) -> dict:
         f"RSS {rss_warm:.0f} -> {rss_after:.0f} MB ({100 * growth:+.1f}%)"
     )
     result["ok"] = bool(
-        not tally.errors and not fivexx and not logged and not any(gauges.values())
+        not tally.errors
+        and not fivexx
+        and not logged
+        and not any(gauges.values())
         and abs(growth) <= 0.10
-        and alive and tally.completed > 0 and tally.dropped > 0
-    )  # fmt: skip
+        and alive
+        and tally.completed > 0
+        and tally.dropped > 0
+    )
     return result
 
 
@@ -186,11 +197,43 @@ def run_load(args: argparse.Namespace) -> dict:
 
 
 def train_cmd(data: Path, out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "textgen", "train", "--data", str(data), "--out", str(out),
-            "--cell", "lstm", "--embed-dim", "32", "--hidden-size", "64", "--layers", "2",
-            "--batch-size", "8", "--seq-len", "32", "--max-steps", str(steps),
-            "--eval-every", "100", "--save-every", "5", "--warmup-steps", "10", "--seed", "7",
-            "--precision", "fp32", "--threads", "1", "--no-progress"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "textgen",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--cell",
+        "lstm",
+        "--embed-dim",
+        "32",
+        "--hidden-size",
+        "64",
+        "--layers",
+        "2",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--max-steps",
+        str(steps),
+        "--eval-every",
+        "100",
+        "--save-every",
+        "5",
+        "--warmup-steps",
+        "10",
+        "--seed",
+        "7",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -229,8 +272,17 @@ def prepare_slice(work: Path) -> Path:
             "".join(line for _, line in zip(range(600), f, strict=False)), encoding="utf-8"
         )
     data = work / "prepared"
-    cmd = [sys.executable, "-m", "textgen", "prepare", "--source", str(src), "--out", str(data),
-           "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "textgen",
+        "prepare",
+        "--source",
+        str(src),
+        "--out",
+        str(data),
+        "--no-progress",
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     return data
 
@@ -249,8 +301,11 @@ def run_kill(args: argparse.Namespace) -> dict:
     run = work / "killed"
     last_step, logged, trials, survived, failures = 0, 0, 0, 0, []
     while trials < args.trials:
-        proc = subprocess.Popen([*train_cmd(data, run, steps), "--resume"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        proc = subprocess.Popen(
+            [*train_cmd(data, run, steps), "--resume"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if rng.random() < 0.25:  # during start-up: imports, loading and resuming
             time.sleep(rng.uniform(0.0, 2.0))
         else:  # during training, once this process has logged a step of its own
@@ -272,7 +327,7 @@ def run_kill(args: argparse.Namespace) -> dict:
         else:
             try:
                 step = checkpoint.load(path)["step"]
-            except Exception as e:  # noqa: BLE001 - any failure to load is what we count
+            except Exception as e:
                 failures.append(f"trial {trials}: last.pt does not load: {e}")
                 continue
         if step < last_step:
@@ -280,8 +335,9 @@ def run_kill(args: argparse.Namespace) -> dict:
         survived += 1
         last_step = max(last_step, step)
         print(f"kill: trial {trials:2d}: SIGKILL, latest checkpoint step {step}: loads")
-    final = subprocess.run([*train_cmd(data, run, steps), "--resume"], capture_output=True,
-                           text=True)  # fmt: skip
+    final = subprocess.run(
+        [*train_cmd(data, run, steps), "--resume"], capture_output=True, text=True
+    )
     if final.returncode != 0:
         failures.append(f"final resume exited {final.returncode}: {final.stderr[-500:]}")
     same = final.returncode == 0 and losses(run) == losses(work / "whole")
@@ -289,10 +345,16 @@ def run_kill(args: argparse.Namespace) -> dict:
         failures.append("losses after the kills differ from the uninterrupted run")
     for f in failures:
         print("kill: FAIL", f)
-    print(f"kill: {trials} SIGKILL trials, {survived} left a loadable checkpoint, resumed run's "
-          f"{len(losses(run))} per-step losses {'==' if same else '!='} uninterrupted run's")  # fmt: skip
-    return {"kill_trials": trials, "checkpoint_loaded_after": survived,
-            "losses_identical_to_uninterrupted": same, "ok": not failures and trials >= args.trials}  # fmt: skip
+    print(
+        f"kill: {trials} SIGKILL trials, {survived} left a loadable checkpoint, resumed run's "
+        f"{len(losses(run))} per-step losses {'==' if same else '!='} uninterrupted run's"
+    )
+    return {
+        "kill_trials": trials,
+        "checkpoint_loaded_after": survived,
+        "losses_identical_to_uninterrupted": same,
+        "ok": not failures and trials >= args.trials,
+    }
 
 
 def main() -> None:

@@ -51,30 +51,59 @@ def add_diagnose(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
     )
     g = p.add_argument_group("models")
-    g.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
-                   help="checkpoint files or run folders")  # fmt: skip
-    g.add_argument("--label", action="append", default=[], metavar="TEXT",
-                   help="curve label for each --checkpoint, in order (default: from its "
-                   "config, e.g. 'LSTM fb=1.0 (trained 1200 steps)')")  # fmt: skip
+    g.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="checkpoint files or run folders",
+    )
+    g.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="curve label for each --checkpoint, in order (default: from its "
+        "config, e.g. 'LSTM fb=1.0 (trained 1200 steps)')",
+    )
     g.add_argument("--fresh", metavar="CELLS", help="untrained models, e.g. rnn,lstm,gru")
-    g.add_argument("--forget-bias", default="1.0", metavar="LIST",
-                   help="forget-gate biases of the fresh LSTMs, e.g. 0,1 (default 1.0)")  # fmt: skip
-    for flag, help_text in (("--embed-dim", "embedding size"), ("--hidden-size", "hidden size"),
-                            ("--layers", "recurrent layers")):  # fmt: skip
-        g.add_argument(flag, type=int, help=f"fresh models' {help_text} (default: the first "
-                       "checkpoint's, else the ModelConfig default)")  # fmt: skip
+    g.add_argument(
+        "--forget-bias",
+        default="1.0",
+        metavar="LIST",
+        help="forget-gate biases of the fresh LSTMs, e.g. 0,1 (default 1.0)",
+    )
+    for flag, help_text in (
+        ("--embed-dim", "embedding size"),
+        ("--hidden-size", "hidden size"),
+        ("--layers", "recurrent layers"),
+    ):
+        g.add_argument(
+            flag,
+            type=int,
+            help=f"fresh models' {help_text} (default: the first "
+            "checkpoint's, else the ModelConfig default)",
+        )
     g.add_argument("--softmax", choices=["full", "adaptive"], help="fresh models' softmax")
-    g.add_argument("--data", metavar="DIR",
-                   help="prepared corpus for the validation text (default: the first "
-                   "checkpoint's training data)")  # fmt: skip
+    g.add_argument(
+        "--data",
+        metavar="DIR",
+        help="prepared corpus for the validation text (default: the first "
+        "checkpoint's training data)",
+    )
     g.add_argument("--k", type=int, default=100, help="largest lag K (default 100)")
     g.add_argument("--batch", type=int, default=32, help="validation windows (default 32)")
     g.add_argument("--burn-in", type=int, default=64, help="warm-up characters (default 64)")
     g.add_argument("--seed", type=int, default=0, help="window positions and fresh weights")
     r = p.add_argument_group("training health")
     r.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="run folders")
-    r.add_argument("--run-label", action="append", default=[], metavar="TEXT",
-                   help="label for each --runs folder, in order (default: from config.json)")  # fmt: skip
+    r.add_argument(
+        "--run-label",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="label for each --runs folder, in order (default: from config.json)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the JSON and PNG files")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", action="store_true", help="print the fitted decays as one JSON line")
@@ -90,7 +119,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    out, summary = Path(args.out), {}
+    out = Path(args.out)
+    summary: dict[str, Any] = {}
     if args.checkpoint or args.fresh:
         report = _gradient_report(args)
         written = diagnose.write_json(report, out / "gradients.json")
@@ -114,8 +144,10 @@ def _gradient_report(args: argparse.Namespace) -> dict[str, Any]:
     from textgen.model.checkpoint import load_model
 
     if args.label and len(args.label) != len(args.checkpoint):
-        raise ValueError(f"--label given {len(args.label)} times for {len(args.checkpoint)} "
-                         "checkpoints; give one per checkpoint or none")  # fmt: skip
+        raise ValueError(
+            f"--label given {len(args.label)} times for {len(args.checkpoint)} "
+            "checkpoints; give one per checkpoint or none"
+        )
     loaded = [load_model(path) for path in args.checkpoint]
     data = args.data or (loaded[0][2].get("data", {}).get("path") if loaded else None)
     if not data:
@@ -124,14 +156,17 @@ def _gradient_report(args: argparse.Namespace) -> dict[str, Any]:
     models = []
     for i, (model, vocab, ckpt) in enumerate(loaded):
         if vocab.tokens != corpus.vocab.tokens:
-            raise ValueError(f"{data} was prepared with another vocabulary than "
-                             f"{args.checkpoint[i]}; pass its --data")  # fmt: skip
+            raise ValueError(
+                f"{data} was prepared with another vocabulary than "
+                f"{args.checkpoint[i]}; pass its --data"
+            )
         label = args.label[i] if args.label else diagnose.model_label(model.config, ckpt["step"])
         models.append((model, diagnose.describe(model, label, args.checkpoint[i], ckpt["step"])))
     base = loaded[0][0].config.to_dict() if loaded else {}
     models += _fresh_models(args, len(corpus.vocab), base)
-    return diagnose.gradient_report(models, corpus.split("val"), args.k, args.batch,
-                                    args.burn_in, args.seed, str(data))  # fmt: skip
+    return diagnose.gradient_report(
+        models, corpus.split("val"), args.k, args.batch, args.burn_in, args.seed, str(data)
+    )
 
 
 def _fresh_models(args: argparse.Namespace, vocab_size: int, base: dict) -> list:
@@ -151,8 +186,12 @@ def _fresh_models(args: argparse.Namespace, vocab_size: int, base: dict) -> list
             f"--forget-bias takes numbers like 0,1, got {args.forget_bias!r}"
         ) from None
     sizes = {k: base[k] for k in ("embed_dim", "hidden_size", "num_layers", "softmax") if k in base}
-    flags = {"embed_dim": args.embed_dim, "hidden_size": args.hidden_size,
-             "num_layers": args.layers, "softmax": args.softmax}  # fmt: skip
+    flags = {
+        "embed_dim": args.embed_dim,
+        "hidden_size": args.hidden_size,
+        "num_layers": args.layers,
+        "softmax": args.softmax,
+    }
     sizes.update({k: v for k, v in flags.items() if v is not None})
     models = []
     for cell in cells:
@@ -170,8 +209,10 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def _gradient_table(report: dict[str, Any]) -> str:
     k = report["lags"][-1]
-    rows = [f"{'model':<36} {'layer':>5} {'|g| k=1':>10} {f'|g| k={k}':>10} "
-            f"{'decay/step':>10} {'half-life':>9}"]  # fmt: skip
+    rows = [
+        f"{'model':<36} {'layer':>5} {'|g| k=1':>10} {f'|g| k={k}':>10} "
+        f"{'decay/step':>10} {'half-life':>9}"
+    ]
     for m in report["models"]:
         for layer in m["layers"]:
             geo, fit = layer["geomean"], layer["fit"]
@@ -189,8 +230,10 @@ def _health_summary(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _health_table(health: dict[str, Any]) -> str:
-    rows = [f"{'run':<36} {'steps':>6} {'skipped':>7} {'clipped':>8} {'median |g|':>10} "
-            f"{'p99 |g|':>9} {'val bpc':>8}  stopped non-finite"]  # fmt: skip
+    rows = [
+        f"{'run':<36} {'steps':>6} {'skipped':>7} {'clipped':>8} {'median |g|':>10} "
+        f"{'p99 |g|':>9} {'val bpc':>8}  stopped non-finite"
+    ]
     for r in health["runs"]:
         g = r["grad_norm"]
         rows.append(

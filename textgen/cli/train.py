@@ -8,49 +8,13 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
-    "--cell": ("cell", str, "lstm | gru | rnn (plain tanh RNN, the baseline)"),
-    "--embed-dim": ("embed_dim", int, "embedding size"),
-    "--hidden-size": ("hidden_size", int, "recurrent hidden size"),
-    "--layers": ("num_layers", int, "recurrent layers"),
-    "--dropout": ("dropout", float, "dropout on embeddings, between layers and on outputs"),
-    "--softmax": ("softmax", str, "full | adaptive (faster for a ~5k vocabulary)"),
-    "--forget-bias": ("forget_bias", float, "LSTM forget-gate bias at initialisation"),
-}
-TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
-    "--batch-size": ("batch_size", int, "parallel streams per step"),
-    "--seq-len": ("seq_len", int, "truncated BPTT length"),
-    "--lr": ("lr", float, "peak learning rate (AdamW)"),
-    "--optimizer": (
-        "optimizer",
-        str,
-        "adamw (default) | sgd (plain SGD, where clipping matters most)",
-    ),
-    "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
-    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
-    "--schedule": ("schedule", str, "cosine | linear | constant decay after warm-up"),
-    "--min-lr-ratio": ("min_lr_ratio", float, "the decay ends at lr times this"),
-    "--clip": ("clip", float, "max global gradient norm; 0 turns clipping off"),
-    "--max-steps": ("max_steps", int, "stop after this many steps (default: no step limit)"),
-    "--max-minutes": (
-        "max_minutes",
-        float,
-        "time budget in minutes; the learning rate decays over it and the defaults are "
-        "chosen for it (default 15 when no --max-steps is given)",
-    ),
-    "--eval-every": ("eval_every", int, "validation BPC every N steps"),
-    "--save-every": ("save_every", int, "write last.pt every N steps"),
-    "--patience": ("patience", int, "stop after N evaluations without improvement (0: off)"),
-    "--max-bad-steps": ("max_bad_steps", int, "non-finite steps in a row before stopping"),
-    "--seed": ("seed", int, "seed for initialisation and dropout"),
-    "--precision": (
-        "precision",
-        str,
-        "auto | fp32 | bf16 | fp16 (auto: bf16 where this CPU runs bf16 GEMMs faster than fp32, measured at start; AMP on CUDA)",
-    ),
-    "--device": ("device", str, "auto | cpu | cuda[:N]"),
-    "--threads": ("threads", int, "torch CPU threads (0: default)"),
-}
+from textgen.fields import flags
+from textgen.model.config import ModelConfig
+from textgen.train.config import TrainConfig
+
+# Flags come from the configs' fields (textgen.fields): one place for names, types and help.
+MODEL_FLAGS = list(flags(ModelConfig))
+TRAIN_FLAGS = list(flags(TrainConfig))
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -97,8 +61,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
-    for flag, (_, typ, help_text) in {**MODEL_FLAGS, **TRAIN_FLAGS}.items():
-        p.add_argument(flag, type=typ, help=help_text)
+    for flag, name, typ, help_text in MODEL_FLAGS + TRAIN_FLAGS:
+        p.add_argument(flag, dest=name, type=typ, help=help_text)
     p.add_argument(
         "--tie-weights", action="store_true", default=None, help="share embedding and decoder"
     )
@@ -120,9 +84,9 @@ def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
             )
         model.update(doc.get("model", {}))
         train.update(doc.get("train", {}))
-    for table, flags in ((model, MODEL_FLAGS), (train, TRAIN_FLAGS)):
-        for flag, (name, _, _) in flags.items():
-            value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    for table, options in ((model, MODEL_FLAGS), (train, TRAIN_FLAGS)):
+        for _, name, _, _ in options:
+            value = getattr(args, name)
             if value is not None:
                 table[name] = value
     if args.tie_weights:
@@ -153,12 +117,13 @@ def _train_plan(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, dict]:
     if args.resume and last.is_file():
         prior = checkpoint.load(last)
         train = {**prior["train_config"], **train_d}
-        vocab = Vocab.from_dict(prior["tokenizer"]["vocab"])
+        prior_vocab = Vocab.from_dict(prior["tokenizer"]["vocab"])
         model_cfg = ModelConfig.from_dict(prior["model_config"])
-        return model_cfg, train, vocab, None, {"resumed_from": str(last)}
+        return model_cfg, train, prior_vocab, None, {"resumed_from": str(last)}
     if not (train_d.get("max_minutes") or train_d.get("max_steps")):
         train_d["max_minutes"] = defaults.DEFAULT_MINUTES
-    vocab = init = None
+    vocab: Vocab | None = None
+    init = None
     if args.init_from:
         from textgen.train.finetune import plan
 

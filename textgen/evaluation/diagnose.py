@@ -110,7 +110,7 @@ def gradient_norms(model: CharLM, windows: Tensor, burn_in: int) -> tuple[Tensor
         if burn_in:
             _, state = net.rnn(net.embed(windows[:, :burn_in]), state)  # one fused call
     if isinstance(state, tuple):  # LSTM (h, c): both are inputs of the graph
-        state = tuple(t.detach().requires_grad_() for t in state)
+        state = (state[0].detach().requires_grad_(), state[1].detach().requires_grad_())
     else:
         state = state.detach().requires_grad_()
     states = [state]  # states[j]: after step T - K + j
@@ -122,7 +122,11 @@ def gradient_norms(model: CharLM, windows: Tensor, burn_in: int) -> tuple[Tensor
     losses = -logp.gather(-1, windows[:, -1:, None]).view(b)  # (B,) NLL of each target
     losses.sum().backward()  # a sum, not a mean: each row's gradient is its sequence's own
     grads = [_h(states[k_max - k]).grad for k in range(1, k_max + 1)]  # K x (L, B, H)
-    norms = torch.linalg.vector_norm(torch.stack(grads, dim=-1), dim=2)  # (L, B, K)
+    if any(g is None for g in grads):
+        raise RuntimeError("a state got no gradient: the loss does not depend on it")
+    norms = torch.linalg.vector_norm(
+        torch.stack([g for g in grads if g is not None], dim=-1), dim=2
+    )  # (L, B, K)
     return norms, losses.detach()
 
 
@@ -135,8 +139,14 @@ def fit_decay(lags: Sequence[int], values: Sequence[float]) -> dict[str, float |
     x, y = np.asarray(lags, dtype=float), np.asarray(values, dtype=float)
     ok = np.isfinite(y) & (y > FLOOR)
     if ok.sum() < 2:
-        return {"slope": None, "decay_per_step": None, "half_life_steps": None,
-                "doubling_steps": None, "r2": None, "points": int(ok.sum())}  # fmt: skip
+        return {
+            "slope": None,
+            "decay_per_step": None,
+            "half_life_steps": None,
+            "doubling_steps": None,
+            "r2": None,
+            "points": int(ok.sum()),
+        }
     x, y = x[ok], np.log(y[ok])
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
@@ -190,8 +200,15 @@ def gradient_report(
         norms, losses = gradient_norms(model, windows, burn_in)
         bpc = float(losses.mean()) / math.log(2)
         entries.append({**info, "final_step_bpc": bpc, "layers": summarize_layers(norms)})
-    settings = {"data": data, "split": "val", "k": k, "batch": batch, "burn_in": burn_in,
-                "seed": seed, "starts": starts}  # fmt: skip
+    settings = {
+        "data": data,
+        "split": "val",
+        "k": k,
+        "batch": batch,
+        "burn_in": burn_in,
+        "seed": seed,
+        "starts": starts,
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "gradient_norms",

@@ -94,6 +94,8 @@ def evaluate_checkpoint(
         # an unknown word stands for its own characters
         lengths = char_lengths(vocab, sum(unknown) / len(unknown) if unknown else 1.0)
         return evaluate_ids(model, ids, vocab, device=device, token_chars=lengths)
+    if data is None:
+        raise ValueError("give a prepared corpus (--data) or a text file (--text)")
     corpus = PreparedCorpus.open(data)
     if corpus.vocab.level != vocab.level:
         raise ValueError(

@@ -57,9 +57,8 @@ class PromptError(ValueError):
     """A prompt the model cannot start from (empty after normalisation, too long)."""
 
 
-# Measured on the 2-core CPU, 2x512 LSTM, one thread: oneDNN costs ~5 ms of overhead per call
-# but runs long sequences faster (prefill of 2 tokens: 6.9 ms with it, 1.4 without; 32: 12.5
-# vs 13.1; 512: 84 vs 131). One-token decode steps are 2-3x faster without it at any batch.
+# oneDNN has a fixed cost per call but runs long sequences faster: prompts from this length
+# on are prefilled with it, decode steps never (figures: docs/architecture.md).
 ONEDNN_MIN_PROMPT = 32
 
 
@@ -77,10 +76,16 @@ class Engine:
     after each step with the decode batch size and the number of tokens drawn.
     """
 
-    def __init__(self, model: CharLM, vocab: Vocab, normalize: Callable[[str], str],
-                 max_batch: int = 64, max_queue: int = 256,
-                 on_step: Callable[[int, int], None] | None = None,
-                 script: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: CharLM,
+        vocab: Vocab,
+        normalize: Callable[[str], str],
+        max_batch: int = 64,
+        max_queue: int = 256,
+        on_step: Callable[[int, int], None] | None = None,
+        script: str | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_queue < 1:
@@ -98,8 +103,14 @@ class Engine:
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------ submission (any thread)
-    def request(self, prompt: str, config: GenerationConfig, sink: Sink | None = None,
-                stream: bool = False, max_prompt_tokens: int | None = None) -> Request:  # fmt: skip
+    def request(
+        self,
+        prompt: str,
+        config: GenerationConfig,
+        sink: Sink | None = None,
+        stream: bool = False,
+        max_prompt_tokens: int | None = None,
+    ) -> Request:
         """Normalise and encode a prompt the checkpoint's way; raise PromptError if unusable.
 
         A prompt or stop string in the other Chinese script is first converted to the model's.
@@ -115,8 +126,17 @@ class Engine:
         stop = tuple(to_model_script(s, self.script, self.vocab) for s in config.stop)
         if stop != config.stop:
             config = dataclasses.replace(config, stop=stop)
-        return Request(f"gen-{next(self._ids)}", text, ids, unknown, config, sink, stream,
-                       script, convert=script != self.script)  # fmt: skip
+        return Request(
+            f"gen-{next(self._ids)}",
+            text,
+            ids,
+            unknown,
+            config,
+            sink,
+            stream,
+            script,
+            convert=script != self.script,
+        )
 
     def submit(self, request: Request) -> Request:
         """Queue a request; raise QueueFull if ``max_queue`` requests are already in flight."""
@@ -216,8 +236,9 @@ class Engine:
         self._state = state if self._state is None else states.stack([self._state, state])
         self._compact()
 
-    def _advance(self, samples: Sequence[Sample], logp: Tensor,
-                 events: dict[Request, list[Event]]) -> None:  # fmt: skip
+    def _advance(
+        self, samples: Sequence[Sample], logp: Tensor, events: dict[Request, list[Event]]
+    ) -> None:
         """Draw one token per sample from logp (B, V) and record what it emits."""
         rows = [RowParams(s.request.config, s.recent, s.rng.random()) for s in samples]
         tokens = sample_next(logp, rows, banned=(self.vocab.unk_id,)).tolist()
@@ -248,7 +269,7 @@ class Engine:
         if len(keep) == len(self._active):
             return
         self._active = [self._active[i] for i in keep]
-        self._state = states.select(self._state, keep) if keep else None
+        self._state = states.select(self._state, keep) if keep and self._state is not None else None
 
     @staticmethod
     def _deliver(events: dict[Request, list[Event]]) -> None:

@@ -51,8 +51,15 @@ class TextGenerator:
         return f"textgen-{self.path.stem}-{self.sha256[:12]}"
 
     def engine(self, max_batch: int = 64, max_queue: int = 256, on_step=None) -> Engine:
-        return Engine(self.model, self.vocab, self.normalize, max_batch, max_queue, on_step,
-                      script=self.script)  # fmt: skip
+        return Engine(
+            self.model,
+            self.vocab,
+            self.normalize,
+            max_batch,
+            max_queue,
+            on_step,
+            script=self.script,
+        )
 
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[Event]:
         """Generate inline, yielding Chunk events as text comes and a final Done event."""

@@ -29,9 +29,18 @@ Sink = Callable[[list[Event]], None]
 class Request:
     """One prompt and its ``n`` samples, from submission to its Done event."""
 
-    def __init__(self, rid: str, prompt: str, ids: np.ndarray, unknown: int,
-                 config: GenerationConfig, sink: Sink | None, stream: bool,
-                 script: str = "unknown", convert: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rid: str,
+        prompt: str,
+        ids: np.ndarray,
+        unknown: int,
+        config: GenerationConfig,
+        sink: Sink | None,
+        stream: bool,
+        script: str = "unknown",
+        convert: bool = False,
+    ) -> None:
         self.id, self.prompt, self.ids, self.unknown = rid, prompt, ids, unknown
         self.config, self.sink, self.stream = config, sink, stream
         self.script, self.convert = script, convert  # output script; convert the model's text?
@@ -61,8 +70,9 @@ class Request:
             "chars_per_s": chars / decode_s if decode_s > 0 else 0.0,
         }
         samples = [s.result() for s in self.samples]
-        return GenerationResult(self.id, self.prompt, len(self.ids), self.unknown, samples, timing,
-                                self.script)  # fmt: skip
+        return GenerationResult(
+            self.id, self.prompt, len(self.ids), self.unknown, samples, timing, self.script
+        )
 
 
 class Sample:

@@ -62,8 +62,8 @@ class CharLM(nn.Module):
         # N(0, 1) embeddings (PyTorch's default) give the first layer's gates a real input signal
         # from step 1. The word-LM example's U(-0.1, 0.1) makes the input term of each gate
         # ~0.02 against a bias of 0-1: the LSTM then ignores its input and sits on the unigram
-        # plateau (~9.4 bits) for hundreds of steps (measured: validation 9.33 vs 6.96 BPC after
-        # 300 steps). A tied embedding doubles as the decoder, so it keeps the small scale.
+        # plateau for hundreds of steps (docs/architecture.md has the figures). A tied
+        # embedding doubles as the decoder, so it keeps the small scale.
         if self.config.tie_weights:
             nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         else:
@@ -88,9 +88,11 @@ class CharLM(nn.Module):
             raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
         x = self.drop(self.embed(ids))  # (B, T, E)
         r = recurrent.route(self.rnn, self.config.cell, x, self.training)
-        if state is None and r.backend != "torch":
-            state = self.init_state(ids.size(0), x.device)
-        out, new_state = recurrent.run(self.rnn, self.config.cell, x, state, self.drop, r)
+        if r.backend == "torch":
+            out, new_state = self.rnn(x, state)
+        else:
+            start = state if state is not None else self.init_state(ids.size(0), x.device)
+            out, new_state = recurrent.run(self.rnn, self.config.cell, x, start, self.drop, r)
         return self.drop(out), self._to_param_dtype(new_state)
 
     def _to_param_dtype(self, state: State) -> State:
@@ -116,7 +118,7 @@ class CharLM(nn.Module):
         if self.decoder is not None:
             return F.log_softmax(self.decoder(features).float(), dim=-1)
         flat = features.reshape(-1, features.size(-1))  # (N, H)
-        return adaptive_log_probs(self.adaptive, flat).view(*features.shape[:-1], -1)
+        return adaptive_log_probs(self._adaptive(), flat).view(*features.shape[:-1], -1)
 
     def loss(self, features: Tensor, targets: Tensor) -> Tensor:
         """features (B, T, H), targets (B, T) -> mean NLL, nats per token (float32 scalar)."""
@@ -124,7 +126,12 @@ class CharLM(nn.Module):
         y = targets.reshape(-1)  # (N,)
         if self.decoder is not None:
             return F.cross_entropy(self.decoder(flat).float(), y)
-        return adaptive_nll(self.adaptive, flat, y).mean()
+        return adaptive_nll(self._adaptive(), flat, y).mean()
+
+    def _adaptive(self) -> nn.AdaptiveLogSoftmaxWithLoss:
+        if self.adaptive is None:
+            raise RuntimeError("this model has a full softmax, not an adaptive one")
+        return self.adaptive
 
     def step_log_probs(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (B, T) -> (log-probs (B, T, V) float32, new state)."""

@@ -166,8 +166,10 @@ def default_checkpoint() -> Path:
     if env and env != "default":
         return resolve(env)
     package = Path(textgen.__file__).resolve().parent
-    for path in (package / "default_model" / "model.pt",
-                 package.parent / "checkpoints" / "default" / "model.pt"):  # fmt: skip
+    for path in (
+        package / "default_model" / "model.pt",
+        package.parent / "checkpoints" / "default" / "model.pt",
+    ):
         if path.is_file():
             return path
     raise FileNotFoundError(

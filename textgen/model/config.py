@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from textgen.fields import opt
+
 CELLS = ("lstm", "gru", "rnn")
 SOFTMAXES = ("full", "adaptive")
 DEFAULT_CUTOFFS = (500, 2000)
@@ -35,14 +37,14 @@ class ModelConfig:
     """
 
     vocab_size: int
-    cell: str = "lstm"
-    embed_dim: int = 256
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.1
+    cell: str = opt("lstm", "lstm | gru | rnn (plain tanh RNN, the baseline)")
+    embed_dim: int = opt(256, "embedding size")
+    hidden_size: int = opt(512, "recurrent hidden size")
+    num_layers: int = opt(2, "recurrent layers")
+    dropout: float = opt(0.1, "dropout on embeddings, between layers and on outputs")
     tie_weights: bool = False
-    forget_bias: float = 1.0
-    softmax: str = "full"
+    forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation")
+    softmax: str = opt("full", "full | adaptive (faster for a ~5k vocabulary)")
     cutoffs: tuple[int, ...] = ()
     bidirectional: bool = False
 

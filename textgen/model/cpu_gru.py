@@ -1,9 +1,9 @@
 """One GRU layer with a hand-written backward, for training on CPU.
 
 Why: on CPU ``nn.GRU`` has no oneDNN kernel. It runs each time step as separate ops and
-autograd records every one of them, so forward + backward of the throughput benchmark's
-two layers of 512 take about 2.2x the time of their matrix products alone (bf16 autocast,
-two threads; ``python benchmarks/rnn_ceiling.py --cells gru``). Here the forward keeps only
+autograd records every one of them, so forward + backward take about twice the time of
+their matrix products alone (``python benchmarks/rnn_ceiling.py --cells gru``; figures in
+docs/architecture.md). Here the forward keeps only
 what the backward needs, and the backward runs its own loop over time with the gate
 derivatives precomputed for all steps at once, so most of its work is a few large GEMMs.
 
@@ -21,9 +21,8 @@ maths and the carried state in float32, which is more precise than autocast's nn
 The time loops run in C++ (``textgen/model/csrc/cpu_gru.cpp``, built on first use by
 textgen.model.native: one GEMM and one fused gate pass per step) where a compiler is available,
 else in Python below (about five small ATen calls per step besides the GEMM). Both give the
-same results (tested). At the throughput benchmark's shape the C++ loops take forward +
-backward of two layers from ~416 ms (nn.GRU) to ~261 ms, against ~195 ms for the GEMMs
-alone (bf16, ``python benchmarks/rnn_ceiling.py --cells gru``).
+same results (tested); the C++ loops come much closer to the GEMMs' own time than nn.GRU
+(``python benchmarks/rnn_ceiling.py --cells gru``).
 """
 
 from __future__ import annotations
@@ -33,15 +32,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from textgen.model.native import cpu_gru_ops, pack
+from textgen.model.native import built, cpu_gru_ops, pack
 
 
 class GRULayer(torch.autograd.Function):
     """x (T, B, E) time-major, h0 (B, H) -> (outputs (T, B, H), last state (B, H))."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
-                b_hh: Tensor, dtype: torch.dtype, native: bool) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        h0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor,
+        b_hh: Tensor,
+        dtype: torch.dtype,
+        native: bool,
+    ) -> tuple[Tensor, Tensor]:
         ctx.native = native
         ctx.grad_dtypes = (x.dtype, h0.dtype, w_ih.dtype, w_hh.dtype, b_ih.dtype, b_hh.dtype)
         run = _forward_native if native else _forward
@@ -49,22 +57,34 @@ class GRULayer(torch.autograd.Function):
             return run(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, dtype)
 
     @staticmethod
-    def backward(ctx: Any, d_out: Tensor | None, d_last: Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, d_out: Tensor | None, d_last: Tensor | None):
         grads = (_backward_native if ctx.native else _backward)(ctx, d_out, d_last)
         return (*(g.to(d) for g, d in zip(grads, ctx.grad_dtypes, strict=True)), None, None)
 
 
-def _forward_native(ctx: Any, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
-                    b_hh: Tensor, dt: torch.dtype) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _forward_native(
+    ctx: Any,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    dt: torch.dtype,
+) -> tuple[Tensor, Tensor]:
     steps, batch, n_in = x.shape
     f32 = torch.float32
     wih, whh = w_ih.to(dt), w_hh.to(dt).contiguous()
     xd = x.to(dt).contiguous()
     xp = torch.mm(xd.view(steps * batch, n_in), wih.t()).view(steps, batch, -1)  # b_ih: in C++
-    rz, n, p_n, hs, hs_d = cpu_gru_ops().forward(
-        xp, b_ih.to(f32).contiguous(), whh, pack(whh, batch), b_hh.to(f32).contiguous(),
+    rz, n, p_n, hs, hs_d = built(cpu_gru_ops(), "GRU").forward(
+        xp,
+        b_ih.to(f32).contiguous(),
+        whh,
+        pack(whh, batch),
+        b_hh.to(f32).contiguous(),
         h0.to(f32).contiguous(),
-    )  # fmt: skip
+    )
     ctx.save_for_backward(xd, wih, whh, rz, n, p_n, hs, hs_d)
     return hs[1:], hs[steps].clone()
 
@@ -77,7 +97,7 @@ def _backward_native(ctx: Any, d_out: Tensor | None, d_last: Tensor | None) -> t
     d_last = d_last.to(f32).contiguous() if d_last is not None else torch.zeros_like(hs[0])
     whh_t = whh.t().contiguous()  # (H, 3H): d h_{t-1} = d p_t @ W_hh
     # d(h W_hh + b_hh) and d(x W_ih + b_ih) for every step, the bias gradients, d h0
-    dp, dx, db_ih, db_hh, d_h0 = cpu_gru_ops().backward(
+    dp, dx, db_ih, db_hh, d_h0 = built(cpu_gru_ops(), "GRU").backward(
         d_out, d_last, rz, n, p_n, hs, whh_t, pack(whh_t, batch)
     )
     n_in = xd.shape[-1]
@@ -92,8 +112,16 @@ def _backward_native(ctx: Any, d_out: Tensor | None, d_last: Tensor | None) -> t
     )
 
 
-def _forward(ctx: Any, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
-             b_hh: Tensor, dt: torch.dtype) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _forward(
+    ctx: Any,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    dt: torch.dtype,
+) -> tuple[Tensor, Tensor]:
     steps, batch, n_in = x.shape
     h = w_hh.shape[1]
     f32 = torch.float32

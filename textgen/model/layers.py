@@ -19,10 +19,10 @@ from torch import Tensor, nn
 class Dropout(nn.Module):
     """Inverted dropout with a cheaper mask on CPU; ``nn.Dropout`` everywhere else.
 
-    On CPU ``nn.Dropout`` draws one float per element with ``bernoulli_``: for a (4096, 512)
-    activation that is ~20 ms on one thread, about as long as a 4096x512x512 matmul. Here one
-    64-bit draw from the same (seeded, checkpointed) generator gives four 16-bit numbers, and
-    an element is kept when its number is >= ``p * 65536``: ~5x cheaper. ``p`` is thereby
+    On CPU ``nn.Dropout`` draws one float per element with ``bernoulli_``, about as slow as a
+    matmul of the same activation. Here one 64-bit draw from the same (seeded, checkpointed)
+    generator gives four 16-bit numbers, and an element is kept when its number is >=
+    ``p * 65536`` (several times cheaper: docs/architecture.md). ``p`` is thereby
     rounded to a multiple of 1/65536, and kept elements are scaled by 1 / (1 - that p).
     """
 

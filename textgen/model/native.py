@@ -2,7 +2,7 @@
 
 GRU and LSTM training on CPU use them (textgen.model.cpu_gru, textgen.model.cpu_lstm). They are built with
 ``torch.utils.cpp_extension`` and the machine's C++ compiler the first time they are needed
-(about 10 s on two cores), for this CPU (``-march=native``) and this torch, into
+(once per machine and torch version), for this CPU (``-march=native``) and this torch, into
 ``$XDG_CACHE_HOME/textgen/native/<key>`` (``~/.cache`` by default; ``TEXTGEN_NATIVE_CACHE``
 overrides the folder; where it cannot be written, the temp dir). Later runs load the cached
 library in well under a second.
@@ -80,6 +80,13 @@ def cpu_lstm_ops() -> Any | None:
     return torch.ops.textgen_cpu_lstm if load() else None
 
 
+def built(ops: Any | None, name: str) -> Any:
+    """``ops`` where the library is loaded; a clear error where a caller skipped the check."""
+    if ops is None:
+        raise RuntimeError(f"textgen's C++ {name} loops are not built here (see the log)")
+    return ops
+
+
 @functools.cache
 def load() -> bool:
     """Build (first time) and load the kernels' library; False, with the reason logged, if not."""
@@ -92,7 +99,7 @@ def load() -> bool:
         folder = _writable(build_dir())
         fresh = not any(folder.glob("*.so"))
         if fresh:
-            log.info("building textgen's CPU RNN kernels into %s (once, ~20 s)", folder)
+            log.info("building textgen's CPU RNN kernels into %s (once, under a minute)", folder)
         t0 = time.monotonic()
         cpp_extension.load(
             name="textgen_cpu_rnn",

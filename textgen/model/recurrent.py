@@ -11,7 +11,7 @@ Backends (same parameters, nn.LSTM/nn.GRU/nn.RNN's, so checkpoints never depend 
 * ``gru_loops``: textgen.model.cpu_gru, C++ time loops where built, else Python loops.
 
 The table's reasons are measurements of ``python benchmarks/rnn_ceiling.py`` (forward and
-backward of the benchmark shape; README "Speed" has the figures).
+backward of the benchmark shape); docs/architecture.md gives the figures.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from textgen.model.state import State
 TABLE: dict[tuple[str, str, str], tuple[str, str]] = {
     ("lstm", "cpu-train", "bf16"): ("cpp_lstm", "C++ loops beat nn.LSTM's oneDNN in bf16"),
     ("lstm", "cpu-train", "fp32"): ("torch", "in fp32 the C++ loops were slower than nn.LSTM"),
-    ("gru", "cpu-train", "bf16"): ("gru_loops", "nn.GRU has no fused CPU kernel (~2.1x GEMMs)"),
-    ("gru", "cpu-train", "fp32"): ("gru_loops", "nn.GRU has no fused CPU kernel (~2.1x GEMMs)"),
+    ("gru", "cpu-train", "bf16"): ("gru_loops", "nn.GRU has no fused CPU kernel"),
+    ("gru", "cpu-train", "fp32"): ("gru_loops", "nn.GRU has no fused CPU kernel"),
     ("rnn", "cpu-train", "bf16"): ("torch", "a plain tanh RNN: no loops of ours"),
     ("rnn", "cpu-train", "fp32"): ("torch", "a plain tanh RNN: no loops of ours"),
 }
@@ -78,7 +78,7 @@ def run(
     for layer in range(n_layers):
         if layer:
             x = drop(x)
-        weights = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]
+        weights: list[Tensor] = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]  # type: ignore[assignment]
         args = (weights, rnn.bias, 1, 0.0, True, False, True)  # 1 layer, train, batch-first
         if r.backend == "cpp_lstm" and isinstance(state, tuple) and r.dtype is not None:
             xt = x.transpose(0, 1)  # time-major inside; the transposes are views

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from textgen.fields import opt
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -14,28 +16,34 @@ SCHEDULES = ("cosine", "linear", "constant")
 class TrainConfig:
     """How to train. Validated on construction; errors name the field and the value."""
 
-    batch_size: int = 32
-    seq_len: int = 128
-    lr: float = 3e-3
-    optimizer: str = "adamw"  # "sgd": plain SGD, whose steps scale with the gradient itself
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    clip: float = 1.0  # max global gradient norm; 0 turns clipping off (the norm is still logged)
-    max_steps: int = 0  # 0: no step limit (the time budget ends the run)
-    max_minutes: float = 0.0  # 0: no time limit; at least one of the two must be set
-    eval_every: int = 200
-    save_every: int = 200
-    patience: int = 0  # evaluations without improvement before stopping; 0: never stop early
-    max_bad_steps: int = 5  # non-finite steps in a row before training stops
-    seed: int = 1234
-    precision: str = "auto"  # auto: bf16 autocast where bf16 GEMMs are faster here, AMP on CUDA
-    device: str = "auto"
-    threads: int = 0  # torch intra-op threads; 0: torch's default
+    batch_size: int = opt(32, "parallel streams per step")
+    seq_len: int = opt(128, "truncated BPTT length")
+    lr: float = opt(3e-3, "peak learning rate (AdamW)")
+    optimizer: str = opt("adamw", "adamw (default) | sgd (plain SGD, where clipping matters most)")
+    weight_decay: float = opt(0.01, "AdamW weight decay")
+    warmup_steps: int = opt(100, "linear warm-up steps")
+    schedule: str = opt("cosine", "cosine | linear | constant decay after warm-up")
+    min_lr_ratio: float = opt(0.1, "the decay ends at lr times this")
+    clip: float = opt(1.0, "max global gradient norm; 0 turns clipping off")
+    max_steps: int = opt(0, "stop after this many steps (default: no step limit)")
+    max_minutes: float = opt(
+        0.0,
+        "time budget in minutes; the learning rate decays over it and the defaults are chosen for it (default 15 when no --max-steps is given)",
+    )
+    eval_every: int = opt(200, "validation BPC every N steps")
+    save_every: int = opt(200, "write last.pt every N steps")
+    patience: int = opt(0, "stop after N evaluations without improvement (0: off)")
+    max_bad_steps: int = opt(5, "non-finite steps in a row before stopping")
+    seed: int = opt(1234, "seed for initialisation and dropout")
+    precision: str = opt(
+        "auto",
+        "auto | fp32 | bf16 | fp16 (auto: bf16 where this CPU runs bf16 GEMMs faster than fp32, measured at start; AMP on CUDA)",
+    )
+    device: str = opt("auto", "auto | cpu | cuda[:N]")
+    threads: int = opt(0, "torch CPU threads (0: default)")
     progress: bool = True
-    log_every_s: float = 30.0  # a log line this often when there is no progress bar
-    sample_chars: int = 60  # a sample this long from a fixed prompt at each evaluation; 0: none
+    log_every_s: float = opt(30.0, "seconds between log lines when there is no progress bar")
+    sample_chars: int = opt(60, "characters of the sample logged at each evaluation (0: none)")
 
     def __post_init__(self) -> None:
         for name in (
@@ -47,8 +55,17 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "clip", "max_minutes", "warmup_steps", "patience", "threads",
-                     "max_steps", "log_every_s", "sample_chars"):  # fmt: skip
+        for name in (
+            "weight_decay",
+            "clip",
+            "max_minutes",
+            "warmup_steps",
+            "patience",
+            "threads",
+            "max_steps",
+            "log_every_s",
+            "sample_chars",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):

@@ -64,9 +64,14 @@ class Reporter:
     def update(self, row: dict[str, Any]) -> None:
         bpc = row["loss"] * self.bits
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", bpc=f"{bpc:.2f}",
-                             gnorm=f"{row['grad_norm']:.2f}", clip=f"{row['clip_rate']:.0%}",
-                             cps=f"{row['chars_per_s']:.0f}", refresh=False)  # fmt: skip
+        self.bar.set_postfix(
+            loss=f"{row['loss']:.3f}",
+            bpc=f"{bpc:.2f}",
+            gnorm=f"{row['grad_norm']:.2f}",
+            clip=f"{row['clip_rate']:.0%}",
+            cps=f"{row['chars_per_s']:.0f}",
+            refresh=False,
+        )
         now = time.monotonic()
         if not self.use_log or now - self.last_log < self.cfg.log_every_s:
             return
@@ -74,9 +79,14 @@ class Reporter:
         rate = (self.trainer.step - self.step_start) / max(now - self.t_start, 1e-9)  # steps/s
         log.info(
             "step %d  loss %.4f  bpc %.3f  grad-norm %.3f  clipped %.1f%%  %.0f chars/s  ETA %s",
-            row["step"], row["loss"], bpc, row["grad_norm"], 100 * row["clip_rate"],
-            rate * self.chars_per_step, _clock(self.eta(rate)),
-        )  # fmt: skip
+            row["step"],
+            row["loss"],
+            bpc,
+            row["grad_norm"],
+            100 * row["clip_rate"],
+            rate * self.chars_per_step,
+            _clock(self.eta(rate)),
+        )
         if not self.said_which:
             self.said_which = True
             steps_s = (self.cfg.max_steps - self.trainer.step) / max(rate, 1e-9)

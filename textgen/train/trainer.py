@@ -170,14 +170,13 @@ class Trainer:
         x, y, new_epoch = self.batcher.next()
         if new_epoch:
             self.state = self.model.init_state(self.cfg.batch_size, self.device)
-        x = torch.from_numpy(x).to(self.device)
-        y = torch.from_numpy(y).to(self.device)
+        x_ids, y_ids = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
         lr = lr_at(self.step, self.cfg, self.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss, state = self.net(x, y, self.state)
+            loss, state = self.net(x_ids, y_ids, self.state)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
