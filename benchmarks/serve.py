@@ -1,17 +1,19 @@
-"""Benchmark `textgen serve`: latency per character and throughput, batched vs unbatched.
+"""Benchmark `textgen serve`: latency per character and throughput, against a plain loop.
 
-Starts `textgen serve` as a subprocess on a free 127.0.0.1 port and drives it from this
-process with concurrent httpx clients: per-character streaming latency for one client, then
-aggregate characters per second and request latency (p50/p99) for 1, 8, 32 and 64 clients,
-once with continuous batching (the default) and once with it switched off
-(TEXTGEN_MAX_BATCH=1: the engine advances one request at a time).
+First, in this process: the test split's bits per character through the serving decode path
+(``--precision``, auto by default: int8 where the CPU has an int8 engine) and through the
+float32 model, and a plain PyTorch decode loop of the served model's shape (nn.Embedding ->
+nn.LSTM -> nn.Linear -> softmax -> torch.multinomial, fp32, one thread) at batch 1 and 32.
+Then `textgen serve` runs as a subprocess on a free 127.0.0.1 port, driven by concurrent
+httpx clients: per-character streaming latency for one client, then aggregate characters per
+second and request latency (p50/p99) for 1, 8, 32 and 64 clients, once with continuous
+batching (the default) and once with it switched off (TEXTGEN_MAX_BATCH=1).
 
     python benchmarks/serve.py [--checkpoint PATH] [--clients 1,8,32,64] [--seconds 8]
 
-Without --checkpoint it serves a randomly initialised model shaped like the real one
-(2x512 LSTM, embedding 256, adaptive softmax, the 4,689-character vocabulary): the work per
-character is the same as for a trained model. Target: with 32 clients batching gives >= 8x
-the aggregate throughput of unbatched serving, with zero errors.
+Targets (issue 15): ratio_1 (one streaming client / plain loop at batch 1) >= 6, ratio_32
+(32 clients batched / plain loop at batch 32) >= 3, zero errors, serving_bpc - fp32_bpc <=
+0.01. The JSON last line has every figure.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -38,73 +40,18 @@ PROMPTS = ["中国", "人民日报", "今天", "经济发展", "我们要", "新
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_checkpoint(path: Path) -> Path:
-    """A random checkpoint with the real model's shape and the trainer's dict keys."""
-    import torch
-
-    from textgen import __version__
-    from textgen.data.normalize import describe
-    from textgen.model import checkpoint
-    from textgen.model.charlm import CharLM
-    from textgen.model.config import ModelConfig
-    from textgen.train.config import TrainConfig
-    from textgen.train.snapshot import Health
-
-    vocab = _vocab()
-    cfg = ModelConfig(
-        vocab_size=len(vocab.tokens),
-        embed_dim=256,
-        hidden_size=512,
-        num_layers=2,
-        softmax="adaptive",
-    )
-    torch.manual_seed(0)
-    model = CharLM(cfg)
-    train = TrainConfig()
-    checkpoint.save(
-        {
-            "kind": "train",
-            "textgen_version": __version__,
-            "model_config": cfg.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": {"vocab": vocab.to_dict(), "level": "char", "normalization": describe()},
-            "train_config": asdict(train),
-            "data": {"path": "", "sources": []},
-            "step": 0,
-            "optimizer": {},
-            "scheduler": {"name": train.schedule, "step": 0, "lr": train.lr},
-            "scaler": {},
-            "rng": {"torch": torch.get_rng_state(), "cuda": []},
-            "data_position": {"pos": 0, "epoch": 0},
-            "hidden_state": [],
-            "best_val_bpc": None,
-            "val_bpc": None,
-            "evals_since_best": 0,
-            "health": asdict(Health()),
-            "precision": "fp32",
-        },
-        path,
-    )
-    return path
-
-
-def _vocab():
-    """The prepared default corpus's vocabulary if present, else 4,689 synthetic characters."""
-    from textgen.data.tokenizer import UNK, Vocab
-
-    prepared = REPO / "data" / "prepared" / "pd1998" / "vocab.json"
-    if prepared.is_file():
-        return Vocab.from_dict(json.loads(prepared.read_text(encoding="utf-8")))
-    punct = list("，。、：；！？（）《》\n") + [str(d) for d in range(10)]
-    hanzi = [chr(cp) for cp in range(0x4E00, 0x4E00 + 4689 - 1 - len(punct))]
-    return Vocab([UNK, *punct, *hanzi])
-
-
 # ----------------------------------------------------------------------------- the server
 
 
-def start_server(ckpt: Path, max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "TEXTGEN_MAX_BATCH": str(max_batch), "TEXTGEN_MAX_QUEUE": "256"}
+def start_server(
+    ckpt: Path, max_batch: int, log: Path, precision: str
+) -> tuple[subprocess.Popen, str]:
+    env = {
+        **os.environ,
+        "TEXTGEN_MAX_BATCH": str(max_batch),
+        "TEXTGEN_MAX_QUEUE": "256",
+        "TEXTGEN_PRECISION": precision,
+    }
     return local.spawn(log, "--checkpoint", str(ckpt), env=env)
 
 
@@ -199,7 +146,7 @@ def run_all(ckpt: Path, args: argparse.Namespace, tmp: Path) -> tuple[dict, dict
     sleeps (its engine thread waits on an event), so it takes no CPU from the driven one.
     """
     modes = {"batched": 64, "unbatched": 1}
-    servers = {m: start_server(ckpt, b, tmp / f"{m}.log") for m, b in modes.items()}
+    servers = {m: start_server(ckpt, b, tmp / f"{m}.log", args.precision) for m, b in modes.items()}
     try:
         out: dict[str, dict] = {m: {"levels": []} for m in modes}
         for _, url in servers.values():
@@ -218,6 +165,76 @@ def run_all(ckpt: Path, args: argparse.Namespace, tmp: Path) -> tuple[dict, dict
     finally:
         for proc, _ in servers.values():
             local.stop(proc)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def reference_decode(ckpt: Path, seconds: float) -> dict[str, float]:
+    """Characters per second of a plain PyTorch decode loop shaped like the served model.
+
+    nn.Embedding -> nn.LSTM -> nn.Linear over the whole vocabulary -> softmax ->
+    torch.multinomial, float32, one thread, at batch 1 and 32: what a user writing the loop
+    by hand gets from this hardware. Runs in this process before any server starts.
+    """
+    import torch
+    from torch import nn
+
+    from textgen.model import checkpoint as ckpt_io
+
+    cfg = ckpt_io.load(ckpt)["model_config"]
+    vocab, emb_dim, hid = cfg["vocab_size"], cfg["embed_dim"], cfg["hidden_size"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    emb, out = nn.Embedding(vocab, emb_dim), nn.Linear(hid, vocab)
+    rnn = nn.LSTM(emb_dim, hid, num_layers=cfg["num_layers"], batch_first=True)
+    rates = {}
+    try:
+        with torch.inference_mode():
+            for batch in (1, 32):
+                tok, state, steps = torch.zeros(batch, 1, dtype=torch.long), None, 0
+                start = time.perf_counter()
+                while time.perf_counter() - start < seconds or steps < 20:
+                    y, state = rnn(emb(tok), state)
+                    tok = torch.multinomial(torch.softmax(out(y[:, -1]), dim=-1), 1)
+                    steps += 1
+                rates[str(batch)] = batch * steps / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return rates
+
+
+def decode_bpc(ckpt: Path, data: Path, precision: str) -> float:
+    """Test-split bits per character through the serving decode path (``precision``, as
+    `textgen serve --precision` takes it) or the float32 model (``fp32-model``): 32 streams
+    stepped one character at a time, each from a zero state."""
+    import math
+
+    import torch
+
+    from textgen.data.dataset import PreparedCorpus
+    from textgen.data.tokenizer import remap_table
+    from textgen.inference.decoder import ModelDecoder, make_decoder
+    from textgen.model.checkpoint import load_model
+
+    model, vocab, _ = load_model(ckpt)
+    corpus = PreparedCorpus.open(data)
+    ids = torch.from_numpy(remap_table(corpus.vocab, vocab)[corpus.split("test")].astype("int64"))
+    lengths = torch.from_numpy(corpus.token_chars("test")[corpus.split("test")])
+    n = len(ids) // 32
+    streams, chars = ids[: 32 * n].view(32, n), lengths[: 32 * n].view(32, n)
+    decoder = ModelDecoder(model) if precision == "fp32-model" else make_decoder(model, precision)
+    nll = 0.0
+    mkldnn_off = torch.backends.mkldnn.flags(
+        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
+    )
+    with torch.inference_mode(), mkldnn_off:
+        state = model.init_state(32)
+        for t in range(n - 1):
+            logp, state = decoder.step(streams[:, t], state)
+            nll -= float(logp.gather(1, streams[:, t + 1, None]).sum())
+    return nll / math.log(2) / float(chars[:, 1:].sum())
 
 
 # ----------------------------------------------------------------------------- report
@@ -262,28 +279,77 @@ def report(batched: dict, unbatched: dict, args: argparse.Namespace, ckpt: Path)
             result["errors"] += lv.errors
     b32 = result["chars_per_s"]["batched"].get("32")
     u32 = result["chars_per_s"]["unbatched"].get("32")
+    u1 = result["chars_per_s"]["unbatched"].get("1")
     result["speedup_32"] = round(b32 / u32, 2) if b32 and u32 else None
-    if result["speedup_32"] is not None:
-        verdict = "meets" if result["speedup_32"] >= 8 and not result["errors"] else "misses"
+    ref = batched["reference"]
+    result["ref_decode_chars_per_s"] = {k: round(v, 1) for k, v in ref.items()}
+    result["ratio_1"] = round(1000 / ms_per_char / ref["1"], 2)
+    result["ratio_32"] = round(b32 / ref["32"], 2) if b32 else None
+    result["batching_gain"] = round(b32 / u1, 2) if b32 and u1 else None
+    result["serving_precision"] = batched["precision"]
+    result["serving_bpc"] = round(batched["serving_bpc"], 4)
+    result["fp32_bpc"] = round(batched["fp32_bpc"], 4)
+    print(
+        f"\nplain PyTorch decode loop of the same shape (fp32, one thread): "
+        f"{ref['1']:,.0f} chars/s at batch 1, {ref['32']:,.0f} at batch 32"
+    )
+    print(
+        f"ratio_1 (one client, streaming / plain batch 1): {result['ratio_1']:.2f}x (target >= 6)"
+    )
+    if result["ratio_32"] is not None:
         print(
-            f"\nbatching speed-up at 32 clients: {result['speedup_32']:.1f}x "
-            f"({verdict} the >= 8x, zero-error target)"
+            f"ratio_32 (32 clients batched / plain batch 32): {result['ratio_32']:.2f}x "
+            "(target >= 3)"
         )
+        print(
+            f"batching_gain (32 clients batched / one client unbatched): "
+            f"{result['batching_gain']:.2f}x; batched / unbatched at 32 clients: "
+            f"{result['speedup_32']:.2f}x"
+        )
+    diff = result["serving_bpc"] - result["fp32_bpc"]
+    print(
+        f"test-split bits/char: serving path ({result['serving_precision']}) "
+        f"{result['serving_bpc']:.4f}, float32 model {result['fp32_bpc']:.4f} "
+        f"(difference {diff:+.4f}; target <= 0.01); errors: {result['errors']}"
+    )
     return result
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, help="default: a random model of the real shape")
+    p.add_argument("--checkpoint", type=Path, help="default: the bundled model")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / "data/prepared/pd1998",
+        help="prepared corpus whose test split scores the decode paths (default: pd1998; "
+        "`textgen prepare` makes it)",
+    )
+    p.add_argument("--precision", default="auto", help="serve --precision (default auto)")
+    p.add_argument("--ref-seconds", type=float, default=5.0, help="plain loop, per batch size")
     p.add_argument("--clients", default="1,8,32,64", help="concurrency levels (default 1,8,32,64)")
     p.add_argument("--chars", type=int, default=100, help="characters per request (default 100)")
     p.add_argument("--seconds", type=float, default=8.0, help="load per level (default 8)")
     p.add_argument("--max-requests", type=int, default=500, help="per client and level")
     args = p.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    from textgen.inference.decoder import choose_precision
+    from textgen.model.checkpoint import default_checkpoint
+
     with tempfile.TemporaryDirectory(prefix="textgen-bench-") as tmp:
-        ckpt = args.checkpoint or make_checkpoint(Path(tmp) / "model.pt")
+        ckpt = args.checkpoint or default_checkpoint()
+        import torch
+
+        precision = choose_precision(args.precision, torch.device("cpu"))
+        print(f"decode precision: {precision}; scoring the test split ...", file=sys.stderr)
+        bpc = {
+            "serving_bpc": decode_bpc(ckpt, args.data, precision),
+            "fp32_bpc": decode_bpc(ckpt, args.data, "fp32-model"),
+        }
+        print("plain PyTorch reference loop ...", file=sys.stderr, flush=True)
+        reference = reference_decode(ckpt, args.ref_seconds)
         batched, unbatched = run_all(ckpt, args, Path(tmp))
+        batched.update(reference=reference, precision=precision, **bpc)
         result = report(batched, unbatched, args, ckpt)
     print(json.dumps(result))
     return 0

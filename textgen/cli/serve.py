@@ -106,7 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result) -> None:  # noqa: ANN001 - a GenerationResult
+def _report(result) -> None:
     t = result.timing
     unk = ""
     if result.unknown_prompt_chars:

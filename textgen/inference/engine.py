@@ -32,6 +32,7 @@ from torch import Tensor
 
 from textgen.data.script import model_script, output_script, to_model_script
 from textgen.data.tokenizer import Vocab, make_tokenizer
+from textgen.inference.decoder import Decoder, ModelDecoder
 from textgen.inference.request import Request, Sample, Sink
 from textgen.inference.sampling import (
     Done,
@@ -85,12 +86,16 @@ class Engine:
         max_queue: int = 256,
         on_step: Callable[[int, int], None] | None = None,
         script: str | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
+        """``decoder``: how decode steps run (textgen.inference.decoder); default: the
+        float32 model itself."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self.model, self.vocab, self.normalize = model.eval(), vocab, normalize
+        self.decoder = decoder if decoder is not None else ModelDecoder(self.model)
         self.tokenizer = make_tokenizer(vocab)
         # the model's script: the checkpoint's record (see TextGenerator), else its vocabulary's
         self.script = script if script is not None else model_script({}, vocab)
@@ -174,10 +179,10 @@ class Engine:
         prefilled = self._admit(events)  # tokens drawn from the new prompts' prefills
         batch = len(self._active)
         if batch:
-            ids = torch.tensor([[s.last] for s in self._active])  # (B, 1)
+            ids = torch.tensor([s.last for s in self._active])  # (B,)
+            assert self._state is not None  # admitted rows always carry a state
             with _mkldnn(False):
-                features, self._state = self.model(ids, self._state)  # (B, 1, H)
-                logp = self.model.log_probs(features)[:, 0]  # (B, V)
+                logp, self._state = self.decoder.step(ids, self._state)  # (B, V)
             self._advance(self._active, logp, events)
             self._compact()
         if self.on_step is not None and (batch or prefilled):
@@ -224,10 +229,9 @@ class Engine:
     def _prefill(self, req: Request, events: dict[Request, list[Event]]) -> None:
         req.t_admit = time.perf_counter()
         n = req.config.n
-        ids = torch.from_numpy(req.ids)[None]  # (1, T)
+        ids = torch.from_numpy(req.ids)  # (T,)
         with _mkldnn(len(req.ids) >= ONEDNN_MIN_PROMPT):
-            features, state = self.model(ids)  # whole prompt in one call: (1, T, H)
-            logp = self.model.log_probs(features[:, -1:])[:, 0]  # (1, V)
+            logp, state = self.decoder.prefill(ids, short=len(req.ids) < ONEDNN_MIN_PROMPT)
         req.samples = [Sample(req, i) for i in range(n)]
         self._advance(req.samples, logp.expand(n, -1), events)  # first token of each sample
         req.t_first = time.perf_counter()

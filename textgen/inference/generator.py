@@ -19,6 +19,7 @@ import torch
 from textgen.data.normalize import get_normalizer
 from textgen.data.script import model_script
 from textgen.data.tokenizer import Vocab
+from textgen.inference.decoder import Decoder, ModelDecoder, make_decoder
 from textgen.inference.engine import Engine
 from textgen.inference.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
 from textgen.model import checkpoint
@@ -35,15 +36,25 @@ class TextGenerator:
         self.sha256 = checkpoint.sha256(path)
         self.script = model_script(ckpt, vocab)  # "simplified", "traditional" or "unknown"
         self.info = {**_describe(ckpt, model, vocab), "script": self.script}
+        self.decoder: Decoder = ModelDecoder(self.model)  # from_checkpoint picks the fastest
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, threads: int = 0) -> TextGenerator:
-        """Load a checkpoint file or run folder (default: :func:`default_checkpoint`)."""
+    def from_checkpoint(
+        cls, path: str | Path | None = None, threads: int = 0, precision: str = "auto"
+    ) -> TextGenerator:
+        """Load a checkpoint file or run folder (default: :func:`default_checkpoint`).
+
+        ``precision``: how decode steps run (textgen.inference.decoder): ``auto`` picks the
+        fastest this machine offers; ``fp32``, ``bf16`` or ``int8`` force one.
+        """
         if threads > 0:
             torch.set_num_threads(threads)
         resolved = checkpoint.resolve(path) if path is not None else default_checkpoint()
         model, vocab, ckpt = load_model(resolved)
-        return cls(model, vocab, ckpt, resolved)
+        gen = cls(model, vocab, ckpt, resolved)
+        gen.decoder = make_decoder(gen.model, precision)
+        gen.info["precision"] = gen.decoder.precision
+        return gen
 
     @property
     def model_id(self) -> str:
@@ -59,6 +70,7 @@ class TextGenerator:
             max_queue,
             on_step,
             script=self.script,
+            decoder=self.decoder,
         )
 
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[Event]:

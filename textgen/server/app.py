@@ -199,7 +199,7 @@ def app_from_env() -> FastAPI:
 
 
 def _add_generation_routes(app: FastAPI, settings: Settings) -> None:
-    GenerateRequest, CompletionRequest = schemas.request_models(settings)  # noqa: N806
+    GenerateRequest, CompletionRequest = schemas.request_models(settings)
     limit = settings.max_prompt_chars
 
     @app.post("/v1/generate", response_model=schemas.GenerateResponse,
