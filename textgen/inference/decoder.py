@@ -159,7 +159,10 @@ class LSTMDecoder:
         assert asm is not None
         weights: list[Tensor] = [asm.head.weight.detach().float()]
         for tail in asm.tail:  # out(proj(h)) = (W_out @ W_proj) h: one matrix on h
-            weights.append(tail[1].weight.detach().float() @ tail[0].weight.detach().float())
+            proj, out = (
+                m.weight.detach().float() for m in tail.children() if isinstance(m, nn.Linear)
+            )
+            weights.append(out @ proj)
         self.sizes = [w.size(0) for w in weights]
         bias: Tensor | None = None
         if asm.head.bias is not None:  # the tails have no bias
