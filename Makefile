@@ -34,13 +34,13 @@ test: install chromium lint
 
 # Schema fuzzing of the HTTP API (schemathesis, in-process): many more cases than the test suite.
 fuzz: install
-	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest -q -s tests/test_server.py -k fuzz
+	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest -q -s tests/server/test_requests.py -k fuzz
 
 # Try to break it (README "Reliability"): schema fuzzing and hostile requests, corpus and
 # checkpoint faults, unpickling refused; then 64 streaming clients (a third disconnecting)
 # against the bundled model, and 20 SIGKILLs during training. Exits non-zero on any failure.
 reliability: fuzz
-	$(BIN)/python -m pytest -q tests/test_server.py tests/test_faults.py tests/test_train.py \
+	$(BIN)/python -m pytest -q tests/server tests/test_faults.py tests/test_train.py \
 		-k "hostile or invalid or oversized or surrogate or 429 or cors or no_request_field or bad_corpus or folder or disk or truncated or pickled or kill or sigterm"
 	$(BIN)/python scripts/reliability.py all
 

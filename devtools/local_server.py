@@ -32,19 +32,8 @@ def spawn(
     import httpx  # the server's own dependency tree has it; importing lazily keeps this light
 
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "textgen",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *flags,
-    ]
+    cmd = [sys.executable, "-m", "textgen", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--log-level", "warning", *flags]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -59,14 +48,23 @@ def spawn(
     raise RuntimeError(f"textgen serve did not start:\n{Path(log).read_text()[-2000:]}")
 
 
-def scrape(url: str) -> dict[str, float]:
-    """A running server's /metrics as {sample: value}, the sample with its labels as written,
-    e.g. ``textgen_requests_in_flight`` or ``textgen_batch_size_bucket{le="1"}``."""
-    import httpx
+def scrape(url: str, headers: Mapping[str, str] | None = None) -> dict[str, float]:
+    """A running server's /metrics as {sample: value}, read with Prometheus' own parser.
 
-    text = httpx.get(url + "/metrics", timeout=10).text
-    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
-    return {name: float(value) for name, value in samples}
+    A sample is named as in the exposition with its labels sorted by name, e.g.
+    ``textgen_requests_in_flight`` or ``textgen_batch_size_bucket{le="1.0"}``.
+    """
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(url + "/metrics", headers=headers, timeout=10)
+    r.raise_for_status()
+    out = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[s.name + (f"{{{labels}}}" if labels else "")] = float(s.value)
+    return out
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:

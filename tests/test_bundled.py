@@ -51,5 +51,11 @@ def test_generate_without_checkpoint_uses_the_bundled_model():
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     vocab = set(checkpoint.load(BUNDLED / "model.pt")["tokenizer"]["vocab"]["tokens"])
-    text = result["choices"][0]["text"] if "choices" in result else result["text"]
+    # --json prints /v1/generate's body: text, finish_reason and usage of choice 0 on top
+    text, choices = result["text"], result["choices"]
+    assert len(choices) == 1 and choices[0]["text"] == text and result["id"] == "gen-1"
+    assert result["model"].startswith("textgen-model-") and result["prompt"] == "中国"
+    assert result["finish_reason"] == choices[0]["finish_reason"] in ("length", "stop")
+    assert result["usage"]["completion_tokens"] == choices[0]["tokens"] and result["timing"]
     assert 0 < len(text) <= 20 and set(text) <= vocab
+    assert run.stdout.startswith(text)  # streamed to the terminal first, then the JSON line

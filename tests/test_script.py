@@ -89,7 +89,7 @@ def test_generation_config_rejects_a_bad_script():
 def test_http_schema_lists_the_same_scripts():
     from typing import get_args
 
-    from textgen.server.schemas import Script
+    from textgen.server.requests import Script
 
     assert get_args(Script) == SCRIPTS
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin
 
 from textgen.data.script import SCRIPTS
+from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 GENERATE_EPILOG = """\
 examples:
@@ -25,11 +27,11 @@ examples:
   textgen serve --port 9000 --max-batch 32 --max-queue 128
   TEXTGEN_CHECKPOINT=runs/lstm TEXTGEN_CORS_ORIGINS=https://example.org textgen serve
 
-  curl -s localhost:8000/v1/generate -H 'content-type: application/json' \
+  curl -s localhost:8000/v1/generate -H 'content-type: application/json' \\
        -d '{"prompt": "中国", "max_new_tokens": 30, "seed": 1}'
-  curl -sN localhost:8000/v1/generate -H 'content-type: application/json' \
+  curl -sN localhost:8000/v1/generate -H 'content-type: application/json' \\
        -d '{"prompt": "中国", "stream": true}'
-  curl -s localhost:8000/v1/generate -H 'content-type: application/json' \
+  curl -s localhost:8000/v1/generate -H 'content-type: application/json' \\
        -d '{"prompt": "春眠不覺曉", "max_new_tokens": 20, "script": "traditional"}'
 
 every flag also reads TEXTGEN_<FLAG> from the environment (TEXTGEN_MAX_BATCH=1 turns batching
@@ -54,36 +56,83 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file or run folder")
+    bounded = {  # flag -> (type, default, help); the bounds come from textgen.inference.limits
+        "max_new_tokens": (int, 200, "at most this many characters"),
+        "temperature": (float, 1.0, "0 = greedy"),
+        "top_k": (int, 0, "sample from the k likeliest (0 = off)"),
+        "top_p": (float, 1.0, "nucleus probability mass (1 = off)"),
+        "repetition_penalty": (
+            float,
+            1.0,
+            "> 1 discourages characters seen in the last 64 (1 = off)",
+        ),
+    }
+    for name, (kind, default, text) in bounded.items():
+        p.add_argument(
+            flag(name),
+            type=checked(name, kind),
+            default=default,
+            help=f"{text}; {BOUNDS[name].describe()} (default {default})",
+        )
     p.add_argument(
-        "--max-new-tokens", type=int, default=200, help="at most this many characters (200)"
+        "--stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help=f"stop before this string (at most {MAX_STOP_CHARS} chars); repeat for "
+        f"up to {MAX_STOP_STRINGS} (e.g. --stop 。)",
     )
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0 = off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus probability mass (1 = off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="> 1 discourages characters seen in the last 64 (1 = off)")  # fmt: skip
-    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                   help="stop before this string; repeat for several (e.g. --stop 。)")  # fmt: skip
-    p.add_argument("--seed", type=int, help="same seed, same text")
-    p.add_argument("--n", type=int, default=1, help="independent samples (default 1)")
-    p.add_argument("--script", choices=SCRIPTS, default="auto",
-                   help="Chinese script of the output: auto (default) answers in the prompt's "
-                        "script (the model's if the prompt shows neither); simplified (简体) or "
-                        "traditional (繁體) convert the output with OpenCC")  # fmt: skip
+    p.add_argument(
+        "--seed",
+        type=checked("seed", int),
+        help=f"same seed, same text; {BOUNDS['seed'].describe()}",
+    )
+    p.add_argument(
+        "--n",
+        type=checked("n", int),
+        default=1,
+        help=f"independent samples; {BOUNDS['n'].describe()} (default 1)",
+    )
+    p.add_argument(
+        "--script",
+        choices=SCRIPTS,
+        default="auto",
+        help="Chinese script of the output: auto (default) answers in the prompt's "
+        "script (the model's if the prompt shows neither); simplified (简体) or "
+        "traditional (繁體) convert the output with OpenCC",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
     p.set_defaults(func=cmd_generate)
+
+
+def checked(name: str, kind: type) -> Callable[[str], Any]:
+    """An argparse ``type`` that reads a number and checks it against ``BOUNDS[name]``."""
+
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {raw!r}") from None
+        try:
+            BOUNDS[name].check(name, value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    return parse
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from textgen.inference.generator import GenerationConfig, TextGenerator
     from textgen.inference.sampling import Chunk, Done
 
-    config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
-        seed=args.seed, n=args.n, script=args.script,
-    )  # fmt: skip
+    config = GenerationConfig.from_fields(vars(args))  # the flags use the config's names
     gen = TextGenerator.from_checkpoint(args.checkpoint, args.threads)
     result = None
     for event in gen.stream(args.prompt, config):
@@ -100,9 +149,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print()
     _report(result)
     if args.json:
-        from textgen.server.schemas import generate_response
+        from textgen.server.responses import generate_response
 
-        print(json.dumps(generate_response(result, gen.model_id), ensure_ascii=False))
+        print(generate_response(result, gen.model_id).model_dump_json())
     return 0
 
 
@@ -118,6 +167,9 @@ def _report(result) -> None:
     )
 
 
+METAVARS = {int: "N", float: "SECONDS"}
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
@@ -131,18 +183,19 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=SERVE_EPILOG,
     )
-    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file or run folder")
-    p.add_argument("--host", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, help="TCP port (default 8000)")
-    p.add_argument("--max-batch", type=int, help="sequences per batched step (64; 1 = no batching)")
-    p.add_argument("--max-queue", type=int, help="requests in flight before 429 (default 256)")
-    p.add_argument("--max-prompt-chars", type=int, help="longest prompt accepted (default 2000)")
-    p.add_argument("--max-new-tokens", type=int, help="largest max_new_tokens (default 1000)")
-    p.add_argument("--max-n", type=int, help="most samples per request (default 8)")
-    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 65536)")
-    p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default none)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default 0: all cores but one)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from textgen.server.settings import Settings, env_var
+
+    for name, field in Settings.model_fields.items():
+        kind, choices = field.annotation, None
+        if get_origin(kind) is Literal:
+            kind, choices = str, get_args(kind)
+        elif kind not in (int, float):
+            kind = str  # a path, a host, comma-separated origins
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        metavar = None if choices else extra.get("metavar", METAVARS.get(kind, name.upper()))
+        default = "none" if field.default in (None, ()) else field.default
+        help_text = f"{field.description} (default {default}; {env_var(name)})"
+        p.add_argument(flag(name), type=kind, choices=choices, metavar=metavar, help=help_text)
     p.set_defaults(func=cmd_serve)
 
 
@@ -152,15 +205,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from textgen.server.app import create_app
     from textgen.server.settings import Settings
 
-    names = ("checkpoint", "host", "port", "max_batch", "max_queue", "max_prompt_chars",
-             "max_new_tokens", "max_n", "max_body_bytes", "cors_origins", "threads")  # fmt: skip
-    settings = Settings.from_env(**{k: getattr(args, k) for k in names})
+    settings = Settings.from_env(**{k: getattr(args, k) for k in Settings.model_fields})
     from textgen.model.checkpoint import default_checkpoint, resolve
 
     # resolve now: a wrong path is one clear line here, not a traceback inside the server
     path = resolve(settings.checkpoint) if settings.checkpoint else default_checkpoint()
     settings.checkpoint = str(path)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                timeout_graceful_shutdown=int(settings.shutdown_timeout))  # fmt: skip
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
     return 0

@@ -10,31 +10,15 @@ other sequences share the batch: same seed, same text.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from textgen.data.script import SCRIPTS
-
-MAX_STOP_STRINGS = 4
-MAX_TOP_LOGPROBS = 5
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int)
-    if bad or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-
-
-def _check_float(name: str, value: object, low: float, high: float, low_open: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
+from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 
 @dataclass(frozen=True)
@@ -64,19 +48,23 @@ class GenerationConfig:
     script: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_int("max_new_tokens", self.max_new_tokens, 1)
-        _check_float("temperature", self.temperature, 0.0, 100.0, low_open=False)
-        _check_int("top_k", self.top_k, 0)
-        _check_float("top_p", self.top_p, 0.0, 1.0, low_open=True)
-        _check_float("repetition_penalty", self.repetition_penalty, 0.0, 100.0, low_open=True)
-        _check_int("repetition_window", self.repetition_window, 0)
-        _check_int("n", self.n, 1)
-        _check_int("top_logprobs", self.top_logprobs, 0, MAX_TOP_LOGPROBS)
-        if self.seed is not None:
-            _check_int("seed", self.seed, 0)
+        for name, bound in BOUNDS.items():  # the bounds live in textgen.inference.limits
+            value = getattr(self, name)
+            if not (name == "seed" and value is None):
+                bound.check(name, value)
         if self.script not in SCRIPTS:
             raise ValueError(f"script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
         self._check_stop()
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any]) -> GenerationConfig:
+        """The config from any mapping that uses its field names (parsed flags, a request's
+        fields): other keys and None values are ignored, a list of stop strings is fine."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in values.items() if k in names and v is not None}
+        if isinstance(kw.get("stop"), list):
+            kw["stop"] = tuple(kw["stop"])
+        return cls(**kw)
 
     def _check_stop(self) -> None:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
@@ -86,6 +74,8 @@ class GenerationConfig:
         for s in stop:
             if not isinstance(s, str) or not s:
                 raise ValueError(f"stop strings must be non-empty strings, got {s!r}")
+            if len(s) > MAX_STOP_CHARS:
+                raise ValueError(f"stop strings must be at most {MAX_STOP_CHARS} chars, got {s!r}")
 
     @property
     def wants_logprobs(self) -> bool:

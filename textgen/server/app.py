@@ -5,7 +5,7 @@ engine runs in a background thread (see :mod:`textgen.server.batcher`). Run it w
 ``textgen serve`` or ``uvicorn --factory textgen.server.app:app_from_env``.
 
 No ``from __future__ import annotations`` here: FastAPI must see the request models, which
-are built per app (:func:`~textgen.server.schemas.request_models`), as real objects.
+are built per app (:func:`~textgen.server.requests.request_models`), as real objects.
 """
 
 import json
@@ -21,16 +21,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
 
 from textgen import __version__
 from textgen.inference.engine import PromptError, QueueFull
 from textgen.inference.generator import TextGenerator
 from textgen.inference.sampling import Chunk, Done, Failed
-from textgen.server import schemas
+from textgen.server import responses as out
 from textgen.server.batcher import BatchRunner, EngineError, Handle, ShuttingDown
 from textgen.server.guard import BodyGuardMiddleware, error
 from textgen.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from textgen.server.schemas import ErrorResponse
+from textgen.server.requests import request_models, to_config
+from textgen.server.responses import ErrorResponse
 from textgen.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,12 @@ def _streamed(events: list[str] | None, data: str) -> dict[int | str, dict[str, 
     if events:
         props["event"] = {"type": "string", "enum": events}
     event = {"type": "object", "properties": props, "required": ["data"]}
-    return {200: {"content": {SSE: {"schema": event}},
-                  "description": "JSON, or Server-Sent Events with stream=true"}}  # fmt: skip
+    return {
+        200: {
+            "content": {SSE: {"schema": event}},
+            "description": "JSON, or Server-Sent Events with stream=true",
+        }
+    }
 
 
 GENERATE_SSE = _streamed(
@@ -85,7 +91,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         PromptError: lambda r, e: error(422, str(e), "invalid_request_error", "prompt"),
         QueueFull: lambda r, e: error(
             429, f"server busy: {e}", "rate_limit_error", headers={"Retry-After": "1"}
-        ),  # fmt: skip
+        ),
         ShuttingDown: lambda r, e: error(503, str(e), "service_unavailable"),
         EngineError: lambda r, e: error(500, str(e), "server_error"),
     }
@@ -93,20 +99,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, handler)
 
 
-def _sse(data: Any, event: str | None = None) -> str:
+def _sse(data: BaseModel, event: str | None = None) -> str:
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return f"{head}data: {data.model_dump_json()}\n\n"
 
 
 async def generate_events(handle: Handle, model: str) -> AsyncIterator[str]:
     """`/v1/generate` stream: one ``chunk`` event per piece of text, then ``done``."""
     async for ev in handle.events():
         if isinstance(ev, Chunk):
-            yield _sse(schemas.chunk_event(ev), "chunk")
+            yield _sse(out.chunk_event(ev), "chunk")
         elif isinstance(ev, Done):
-            yield _sse(schemas.generate_response(ev.result, model), "done")
+            yield _sse(out.generate_response(ev.result, model), "done")
         elif isinstance(ev, Failed):
-            yield _sse({"error": {"message": ev.message, "type": "server_error"}}, "error")
+            yield _sse(out.error_event(ev.message), "error")
 
 
 async def completion_events(handle: Handle, model: str, created: int) -> AsyncIterator[str]:
@@ -114,15 +120,15 @@ async def completion_events(handle: Handle, model: str, created: int) -> AsyncIt
     rid, base = handle.request.id, len(handle.request.prompt)
     async for ev in handle.events():
         if isinstance(ev, Chunk):
-            lps = schemas.openai_logprobs(ev.logprobs, base)
-            yield _sse(schemas.completion_chunk(rid, model, created, ev.index, ev.text, lps, None))
+            lps = out.openai_logprobs(ev.logprobs, base)
+            choice = out.CompletionChoice(text=ev.text, index=ev.index, logprobs=lps)
+            yield _sse(out.completion_chunk(rid, model, created, choice))
         elif isinstance(ev, Done):
             for s in ev.result.samples:
-                chunk = schemas.completion_chunk(rid, model, created, s.index, "", None,
-                                                 s.finish_reason)  # fmt: skip
-                yield _sse(chunk)
+                choice = out.CompletionChoice(text="", index=s.index, finish_reason=s.finish_reason)
+                yield _sse(out.completion_chunk(rid, model, created, choice))
         elif isinstance(ev, Failed):
-            yield _sse({"error": {"message": ev.message, "type": "server_error"}})
+            yield _sse(out.error_event(ev.message))
     yield "data: [DONE]\n\n"
 
 
@@ -151,16 +157,24 @@ def _lifespan(settings: Settings, metrics: Metrics):
         runner = BatchRunner(
             gen.engine(settings.max_batch, settings.max_queue, metrics.observe_step)
         )
-        metrics.gauges.update({
-            "textgen_queue_depth": ("requests waiting for a batch slot", lambda: runner.engine.queue_depth),
-            "textgen_active_sequences": ("sequences in the batch", lambda: runner.engine.active),
-            "textgen_requests_in_flight": ("requests waiting or generating", lambda: runner.engine.in_flight),
-        })  # fmt: skip
+        engine = runner.engine
+        metrics.read_gauges(
+            {
+                "textgen_queue_depth": lambda: engine.queue_depth,
+                "textgen_active_sequences": lambda: engine.active,
+                "textgen_requests_in_flight": lambda: engine.in_flight,
+            }
+        )
         app.state.generator, app.state.runner = gen, runner
         app.state.created = int(gen.path.stat().st_mtime)
         runner.start()
-        log.info("serving %s (%s) max_batch=%d max_queue=%d", gen.path, gen.model_id,
-                 settings.max_batch, settings.max_queue)  # fmt: skip
+        log.info(
+            "serving %s (%s) max_batch=%d max_queue=%d",
+            gen.path,
+            gen.model_id,
+            settings.max_batch,
+            settings.max_queue,
+        )
         yield
         log.info("shutting down: finishing %d requests in flight", runner.engine.in_flight)
         runner.close(settings.shutdown_timeout)
@@ -185,8 +199,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_generation_routes(app, settings)
     _add_info_routes(app, settings)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["*"])  # fmt: skip
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
     app.add_middleware(BodyGuardMiddleware, limit=settings.max_body_bytes)
     paths = {getattr(r, "path", "") for r in app.routes}
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: paths)
@@ -199,48 +217,68 @@ def app_from_env() -> FastAPI:
 
 
 def _add_generation_routes(app: FastAPI, settings: Settings) -> None:
-    GenerateRequest, CompletionRequest = schemas.request_models(settings)
+    GenerateRequest, CompletionRequest = request_models(settings)
     limit = settings.max_prompt_chars
 
-    @app.post("/v1/generate", response_model=schemas.GenerateResponse,
-              responses={**ERRORS, **GENERATE_SSE}, summary="Generate text (JSON or SSE)")  # fmt: skip
+    @app.post(
+        "/v1/generate",
+        response_model=out.GenerateResponse,
+        responses={**ERRORS, **GENERATE_SSE},
+        summary="Generate text (JSON or SSE)",
+    )
     async def generate(body: GenerateRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """Continue a prompt. With `stream: true`: `chunk` events, then a `done` event."""
-        handle = request.app.state.runner.submit(body.prompt, body.to_config(), body.stream, limit)
+        handle = request.app.state.runner.submit(body.prompt, to_config(body), body.stream, limit)
         model = request.app.state.generator.model_id
         if body.stream:
             return StreamingResponse(generate_events(handle, model), media_type=SSE)
-        return schemas.generate_response(await handle.result(request.receive), model)
+        return out.generate_response(await handle.result(request.receive), model)
 
-    @app.post("/v1/completions", response_model=schemas.CompletionResponse,
-              responses={**ERRORS, **COMPLETION_SSE}, summary="OpenAI-compatible completions")  # fmt: skip
+    @app.post(
+        "/v1/completions",
+        response_model=out.CompletionResponse,
+        responses={**ERRORS, **COMPLETION_SSE},
+        summary="OpenAI-compatible completions",
+    )
     async def completions(body: CompletionRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """The OpenAI legacy completions subset, so OpenAI client libraries work unchanged."""
-        handle = request.app.state.runner.submit(body.text, body.to_config(), body.stream, limit)
+        handle = request.app.state.runner.submit(body.text, to_config(body), body.stream, limit)
         model, created = request.app.state.generator.model_id, int(time.time())
         if body.stream:
             return StreamingResponse(completion_events(handle, model, created), media_type=SSE)
         result = await handle.result(request.receive)
-        return schemas.completion_response(result, model, created)
+        return out.completion_response(result, model, created)
 
 
 def _add_info_routes(app: FastAPI, settings: Settings) -> None:
-    @app.get("/health", summary="200 once the model is loaded", responses={503: ERRORS[503]})
+    @app.get(
+        "/health",
+        response_model=out.Health,
+        summary="200 once the model is loaded",
+        responses={503: ERRORS[503]},
+    )
     async def health(request: Request) -> Any:
         if request.app.state.runner.closing:
             return error(503, "shutting down", "service_unavailable")
-        return {"status": "ok", "model": request.app.state.generator.model_id}
+        return out.Health(model=request.app.state.generator.model_id)
 
     @app.get("/v1/model", summary="The served model: config, vocabulary, limits, hash, metrics")
     async def model_info(request: Request) -> dict[str, Any]:
         gen = request.app.state.generator
-        return {"id": gen.model_id, "checkpoint": gen.path.name, "sha256": gen.sha256,
-                **gen.info, "limits": settings.limits()}  # fmt: skip
+        return {
+            "id": gen.model_id,
+            "checkpoint": gen.path.name,
+            "sha256": gen.sha256,
+            **gen.info,
+            "limits": settings.limits(),
+        }
 
-    @app.get("/v1/models", response_model=schemas.ModelList, summary="OpenAI model list")
+    @app.get("/v1/models", response_model=out.ModelList, summary="OpenAI model list")
     async def models(request: Request) -> Any:
-        card = {"id": request.app.state.generator.model_id, "created": request.app.state.created}
-        return {"object": "list", "data": [card]}
+        card = out.ModelCard(
+            id=request.app.state.generator.model_id, created=request.app.state.created
+        )
+        return out.ModelList(data=[card])
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus(request: Request) -> PlainTextResponse:

@@ -1,73 +1,113 @@
-"""The HTTP service's settings: ``TEXTGEN_*`` environment variables, then `textgen serve` flags."""
+"""The HTTP service's settings: ``TEXTGEN_*`` environment variables, then `textgen serve` flags.
+
+:class:`Settings` is the one list of them: `textgen serve` makes a ``--flag`` of every field
+(its description is the flag's help), and ``TEXTGEN_<FIELD>`` sets the same field from the
+environment. A flag given on the command line wins over the variable.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TEXTGEN_"
+LIMIT = {"limit": True}  # a field that `GET /v1/model` and the OpenAPI description publish
 
 
-@dataclass
-class Settings:
+class SettingsError(ValueError):
+    """A setting with a bad value; the message names the variable or flag and the value."""
+
+
+class Settings(BaseSettings):
     """Server settings: ``TEXTGEN_<FIELD>`` environment variables, then `textgen serve` flags.
 
     ``max_queue`` bounds the requests in flight (waiting + being generated) before 429;
     ``max_batch`` bounds the sequences advanced together in one step (1 = no batching).
     """
 
-    checkpoint: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_batch: int = 64
-    max_queue: int = 256
-    max_prompt_chars: int = 2000
-    max_new_tokens: int = 1000
-    max_n: int = 8
-    max_body_bytes: int = 65536
-    cors_origins: tuple[str, ...] = ()
-    threads: int = 0
-    shutdown_timeout: float = 30.0
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", validate_default=True
+    )
 
-    def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_prompt_chars", "max_new_tokens", "max_n",
-                     "max_body_bytes"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in [0, 65535], got {self.port!r}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: all cores but one), got {self.threads!r}")
+    checkpoint: str | None = Field(
+        None, description="checkpoint file or run folder", json_schema_extra={"metavar": "PATH"}
+    )
+    host: str = Field("127.0.0.1", description="interface to bind (127.0.0.1: this machine only)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    max_batch: int = Field(
+        64,
+        ge=1,
+        description="sequences per batched step (1 = no batching)",
+        json_schema_extra=LIMIT,
+    )
+    max_queue: int = Field(
+        256, ge=1, description="requests in flight before 429", json_schema_extra=LIMIT
+    )
+    max_prompt_chars: int = Field(
+        2000, ge=1, description="longest prompt accepted", json_schema_extra=LIMIT
+    )
+    max_new_tokens: int = Field(
+        1000, ge=1, description="largest max_new_tokens a request may ask", json_schema_extra=LIMIT
+    )
+    max_n: int = Field(8, ge=1, description="most samples per request", json_schema_extra=LIMIT)
+    max_body_bytes: int = Field(
+        65536, ge=1, description="largest request body", json_schema_extra=LIMIT
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="comma-separated origins allowed by CORS",
+        json_schema_extra={"metavar": "ORIGINS"},
+    )
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: all cores but one)")
+    shutdown_timeout: float = Field(
+        30.0, gt=0, description="seconds to finish requests in flight on SIGTERM"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="least severe log lines shown"
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise SettingsError(_explain(e, set(values))) from None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         """Read ``TEXTGEN_*`` variables; non-None ``overrides`` (command-line flags) win."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f"TEXTGEN_{f.name.upper()}"
-            if env.get(var, "") != "":
-                values[f.name] = _parse(var, env[var], f.default)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("cors_origins"), str):
-            values["cors_origins"] = _parse("cors_origins", values["cors_origins"], ())
-        return cls(**values)
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
 
     def limits(self) -> dict[str, Any]:
-        keep = ("max_batch", "max_queue", "max_prompt_chars", "max_new_tokens", "max_n",
-                "max_body_bytes")  # fmt: skip
-        return {k: getattr(self, k) for k in keep}
+        return {
+            name: getattr(self, name)
+            for name, f in type(self).model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("limit")
+        }
 
 
-def _parse(var: str, raw: str, default: Any) -> Any:
-    if isinstance(default, tuple):
-        return tuple(s.strip() for s in raw.split(",") if s.strip())
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            return type(default)(raw)
-        except ValueError:
-            kind = "an integer" if isinstance(default, int) else "a number"
-            raise ValueError(f"{var} must be {kind}, got {raw!r}") from None
-    return raw
+def env_var(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _explain(error: ValidationError, given: set[str]) -> str:
+    """One line per bad setting, naming where it came from and the value it had."""
+    lines = []
+    for e in error.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        where = f"{field} ({flag(field)})" if field in given else env_var(field)
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}, got {e.get('input')!r}")
+    return "; ".join(lines)

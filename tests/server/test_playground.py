@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_generate import train_tiny
-from tests.test_server import start_server
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -110,9 +109,9 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def served(prepared, tmp_path_factory):
+def served(ckpt, tmp_path_factory, start_server):
     tmp = tmp_path_factory.mktemp("playground")
-    proc, url = start_server(train_tiny(prepared, tmp / "run"), tmp / "serve.log")
+    proc, url = start_server(ckpt, tmp / "serve.log")
     yield url
     proc.send_signal(signal.SIGINT)
     proc.wait(20)
