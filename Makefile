@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.textgen-installed
 
-.PHONY: install demo chromium test fuzz reliability lint bench-prepare clean docker-lint docker-test
+.PHONY: install demo chromium test test-fast fuzz reliability lint bench-prepare clean docker-lint docker-test
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ chromium:
 test: install chromium lint
 	$(BIN)/python -m pytest tests
 
+# Everything but the tests marked slow (processes, torchrun, real servers, the C++ build),
+# browser (headless Chromium) or docker (pyproject.toml declares the markers).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not browser and not docker" tests
+
 # Schema fuzzing of the HTTP API (schemathesis, in-process): many more cases than the test suite.
 fuzz: install
 	FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest -q -s tests/server/test_requests.py -k fuzz
@@ -39,9 +44,24 @@ fuzz: install
 # Try to break it (README "Reliability"): schema fuzzing and hostile requests, corpus and
 # checkpoint faults, unpickling refused; then 64 streaming clients (a third disconnecting)
 # against the bundled model, and 20 SIGKILLs during training. Exits non-zero on any failure.
+RELIABILITY_TESTS := \
+	tests/server/test_requests.py::test_invalid_values_get_422_naming_field_and_value \
+	tests/server/test_guard.py::test_lone_surrogate_and_empty_after_normalisation_get_422 \
+	tests/server/test_guard.py::test_hostile_bodies_get_a_clear_4xx_and_the_server_keeps_serving \
+	tests/server/test_guard.py::test_oversized_body_gets_413_declared_or_chunked \
+	tests/server/test_app.py::test_full_queue_gets_429_and_a_dropped_stream_frees_its_slot \
+	tests/server/test_app.py::test_cors_off_by_default_and_configurable \
+	tests/server/test_app.py::test_no_request_field_names_a_file_and_the_default_bind_is_loopback \
+	tests/data/test_prepare.py::test_bad_corpus_files \
+	tests/data/test_prepare.py::test_folder_without_text \
+	tests/model/test_checkpoint.py::test_full_disk_during_save_keeps_the_previous_checkpoint \
+	tests/model/test_checkpoint.py::test_truncated_checkpoint_is_refused \
+	tests/model/test_checkpoint.py::test_pickled_objects_are_refused \
+	tests/train/test_snapshot.py::test_kill_9_and_resume_equals_uninterrupted \
+	tests/train/test_runtime.py::test_sigterm_finishes_the_step_saves_and_exits_0
+
 reliability: fuzz
-	$(BIN)/python -m pytest -q tests/server tests/test_faults.py tests/test_train.py \
-		-k "hostile or invalid or oversized or surrogate or 429 or cors or no_request_field or bad_corpus or folder or disk or truncated or pickled or kill or sigterm"
+	$(BIN)/python -m pytest -q $(RELIABILITY_TESTS)
 	$(BIN)/python scripts/reliability.py all
 
 # ruff's rules and formatter, and mypy on the package ([tool.mypy] in pyproject.toml).

@@ -10,29 +10,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import textgen
 from devtools import local_server as local
-from tests.conftest import tiny_model, tiny_train
 from textgen.server.app import create_app
 from textgen.server.settings import Settings
 
-BUNDLED = Path(textgen.__file__).parent / "default_model" / "model.pt"
-
 
 @pytest.fixture(scope="session")
-def ckpt(prepared, tmp_path_factory) -> Path:
-    """A real (tiny, briefly trained) checkpoint: 1x16 LSTM, about a second of training."""
-    from textgen.train.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("serve_ckpt")
-    Trainer(prepared, out, tiny_model(prepared), tiny_train(max_steps=10)).run()
-    return out / "last.pt"
-
-
-@pytest.fixture(scope="session")
-def bundled() -> Path:
+def bundled(bundled_checkpoint) -> Path:
     """The bundled model (Simplified, as checkpoints/default/model.pt)."""
-    return BUNDLED
+    return bundled_checkpoint
 
 
 @pytest.fixture(scope="module")

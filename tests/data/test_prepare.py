@@ -1,6 +1,6 @@
+"""textgen.data.prepare: splits, vocabulary, levels; bad corpus files refused, nothing left behind."""
+
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -142,51 +142,6 @@ def test_config_errors_name_the_value():
         PrepareConfig(level="byte")
 
 
-def test_cli_prepare_and_errors(tmp_path, pfr_slice):
-    out = tmp_path / "cli"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "prepare",
-            "--source",
-            str(pfr_slice),
-            "--out",
-            str(out),
-            "--json",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "train" in run.stdout and "vocabulary" in run.stdout
-    meta = json.loads(run.stdout.strip().splitlines()[-1])
-    assert meta["vocab_size"] == PreparedCorpus.open(out).meta["vocab_size"]
-    bad = tmp_path / "bin.txt"
-    bad.write_bytes(b"\x00\x00")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "prepare",
-            "--source",
-            str(bad),
-            "--out",
-            str(tmp_path / "x"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 1
-    assert "bin.txt: binary data (NUL byte at byte offset 0)" in run.stderr
-    assert "Traceback" not in run.stderr
-
-
 def test_vocabulary_comes_from_the_train_split_only(tmp_path):
     f = tmp_path / "one.txt"  # one file: contiguous split, the last lines are the test split
     f.write_text("共同的文字。\n" * 200 + "龘靐齉。\n", encoding="utf-8")
@@ -214,3 +169,64 @@ def test_word_level_has_a_default_cap_and_counts_characters(tmp_path, pfr_slice)
         assert split["unknown_chars"] >= split["unknown"]
         # the characters are those of the text, whatever the vocabulary
         assert split["chars"] == meta["splits"][s]["chars"]
+
+
+# ----------------------------------------------------------------- bad corpus files
+
+GOOD = "人民日报新年社论。\n第二段。\n" * 30
+
+
+def _binary(p):
+    p.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+
+
+def _mixed(p):
+    p.write_bytes(GOOD.encode("utf-8") + GOOD.encode("gbk"))
+
+
+def _truncated(p):
+    p.write_bytes(GOOD.encode("utf-8") + "中".encode()[:2])
+
+
+def _empty(p):
+    p.write_bytes(b"")
+
+
+def _sparse(p):
+    with open(p, "wb") as f:  # 2 GB of holes: no disk used, reads as NUL bytes
+        f.truncate(2 * 1024**3)
+
+
+CASES = [
+    ("binary.txt", _binary, r"binary\.txt: binary data \(NUL byte at byte offset 7\)"),
+    (
+        "mixed.txt",
+        _mixed,
+        r"mixed\.txt: cannot decode: not UTF-8 \(invalid byte at offset \d+\) and not GB18030",
+    ),
+    ("cut.txt", _truncated, r"cut\.txt: cannot decode: not UTF-8 \(invalid byte at offset 1230\)"),
+    ("zero.txt", _empty, r"zero\.txt: file is empty \(0 bytes\)"),
+    ("sparse.txt", _sparse, r"sparse\.txt: binary data \(NUL byte at byte offset 0\)"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_corpus_files(tmp_path, name, make, message):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.txt").write_text(GOOD, encoding="utf-8")
+    make(src / name)
+    out = tmp_path / "out"
+    with pytest.raises(CorpusError, match=message):
+        prepare(PrepareConfig(sources=[str(src)], out=str(out)), progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"in"}  # no output, no temp folder
+
+
+def test_folder_without_text(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(CorpusError, match="holds no text files"):
+        prepare(
+            PrepareConfig(sources=[str(tmp_path / "in")], out=str(tmp_path / "out")), progress=False
+        )
+    assert not (tmp_path / "out").exists()

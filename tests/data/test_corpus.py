@@ -2,7 +2,6 @@ import codecs
 
 import pytest
 
-from tests.conftest import corpus_lines
 from textgen.data.corpus import (
     CorpusError,
     find_files,
@@ -48,7 +47,7 @@ def test_pfr_slashes_inside_words():
     assert parse_pfr_line("a/b/c/x") == ["a/b/c"]
 
 
-def test_exact_raw_text_of_real_lines():
+def test_exact_raw_text_of_real_lines(corpus_lines):
     lines = corpus_lines(4)
     assert pfr_to_text(lines[0]) == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
     assert pfr_to_text(lines[1]) == "中共中央总书记、国家主席江泽民"

@@ -1,37 +1,18 @@
-import argparse
+"""textgen.evaluation.diagnose: gradient norms through time against autograd, the decay fit, and
+the JSON schema of its reports."""
+
 import copy
-import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_model, tiny_train
-from textgen.cli.diagnose import add_diagnose
 from textgen.data.dataset import PreparedCorpus
-from textgen.evaluation import diagnose, plots
+from textgen.evaluation import diagnose
 from textgen.evaluation import health as run_health_module
 from textgen.model.charlm import CharLM
-from textgen.train.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, prepared):
-    """Real tiny checkpoints trained on the prepared slice: an LSTM and a plain RNN."""
-    root = tmp_path_factory.mktemp("runs")
-    for cell in ("lstm", "rnn"):
-        cfg = tiny_model(prepared, cell=cell, num_layers=2)
-        Trainer(prepared, root / cell, cfg, tiny_train(max_steps=12)).run()
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _windows(prepared, n=3, length=12, seed=0):
@@ -55,7 +36,7 @@ def _fused_norms(model: CharLM, windows: torch.Tensor, burn_in: int, k: int) -> 
 @pytest.mark.parametrize(
     "cell,softmax", [("lstm", "adaptive"), ("lstm", "full"), ("gru", "full"), ("rnn", "adaptive")]
 )
-def test_norms_match_autograd_computed_another_way(prepared, cell, softmax):
+def test_norms_match_autograd_computed_another_way(prepared, cell, softmax, tiny_model):
     torch.manual_seed(0)
     model = CharLM(tiny_model(prepared, cell=cell, num_layers=2, softmax=softmax, dropout=0.3))
     model.train()  # gradient_norms must switch dropout off itself
@@ -69,7 +50,7 @@ def test_norms_match_autograd_computed_another_way(prepared, cell, softmax):
     assert (norms > 0).all()
 
 
-def test_fresh_plain_rnn_with_small_weights_decays_with_k(prepared):
+def test_fresh_plain_rnn_with_small_weights_decays_with_k(prepared, tiny_model):
     torch.manual_seed(0)
     model = CharLM(tiny_model(prepared, cell="rnn", num_layers=1, hidden_size=16))
     with torch.no_grad():  # small recurrent weights: spectral norm 0.5
@@ -112,21 +93,14 @@ RUN_KEYS = {"label", "path", "cell", "lr", "clip", "steps", "skipped", "clip_rat
 SERIES_KEYS = {"step", "loss_bpc", "grad_norm_median", "grad_norm_max", "clip_rate", "skipped"}
 
 
-def _strict_load(path):
-    def refuse(name):
-        raise AssertionError(f"{path} holds {name}, not strict JSON")
-
-    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
-
-
-def test_json_schema_is_stable(tmp_path, prepared, runs):
+def test_json_schema_is_stable(tmp_path, prepared, runs, tiny_model, strict_load):
     models = []
     for cell, fb in (("lstm", 0.0), ("gru", 1.0)):
         m = diagnose.fresh_model(tiny_model(prepared, cell=cell, forget_bias=fb), seed=1)
         models.append((m, diagnose.describe(m, diagnose.model_label(m.config), "fresh", None)))
     tokens = PreparedCorpus.open(prepared).split("val")
     report = diagnose.gradient_report(models, tokens, k=5, batch=2, burn_in=3, data="x")
-    doc = _strict_load(diagnose.write_json(report, tmp_path / "g.json"))
+    doc = strict_load(diagnose.write_json(report, tmp_path / "g.json"))
     assert doc["schema_version"] == 1 and doc["kind"] == "gradient_norms"
     assert set(doc) == GRADIENT_KEYS and set(doc["settings"]) == SETTINGS_KEYS
     assert doc["lags"] == [1, 2, 3, 4, 5]
@@ -139,85 +113,10 @@ def test_json_schema_is_stable(tmp_path, prepared, runs):
     assert doc["models"][1]["forget_bias"] is None
 
     health = run_health_module.training_health([runs / "lstm", runs / "rnn"])
-    doc = _strict_load(diagnose.write_json(health, tmp_path / "h.json"))
+    doc = strict_load(diagnose.write_json(health, tmp_path / "h.json"))
     assert set(doc) == HEALTH_KEYS and doc["schema_version"] == 1
     for run in doc["runs"]:
         assert set(run) == RUN_KEYS and set(run["series"]) == SERIES_KEYS
         assert set(run["grad_norm"]) == {"median", "p90", "p99", "max"}
         assert sum(run["histogram"]["counts"]) == run["steps"] == 12
     assert doc["runs"][0]["label"] == "LSTM fb=1.0 lr=0.003 clip=1.0"
-
-
-def test_health_of_a_run_that_stopped_on_non_finite_steps(tmp_path, prepared):
-    trainer = Trainer(prepared, tmp_path, tiny_model(prepared), tiny_train(max_bad_steps=3))
-    nan_from_step_5 = lambda g: g * float("nan") if trainer.step >= 4 else g  # noqa: E731
-    trainer.model.embed.weight.register_hook(nan_from_step_5)
-    with pytest.raises(FloatingPointError):
-        trainer.run()
-    health = run_health_module.training_health([tmp_path], labels=["poisoned"])
-    run = health["runs"][0]
-    assert run["label"] == "poisoned" and run["stopped_non_finite"]
-    assert run["steps"] == 7 and run["skipped"] == 3 and sum(run["histogram"]["counts"]) == 4
-    loss = run["series"]["loss_bpc"]
-    assert math.isfinite(loss[0]) and math.isnan(loss[-1])
-    assert run["series"]["skipped"][-1] == 1
-    doc = _strict_load(diagnose.write_json(health, tmp_path / "h.json"))
-    assert doc["runs"][0]["series"]["loss_bpc"][-1] is None
-    png = plots.plot_training_health(health, tmp_path / "h.png")
-    assert png.stat().st_size > 10_000
-
-
-def _diagnose(*argv):
-    parser = argparse.ArgumentParser(prog="textgen")
-    add_diagnose(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["diagnose", *argv])
-    return args.func(args)
-
-
-def test_cli_on_trained_and_fresh_models(tmp_path, prepared, runs, capsys):
-    out = tmp_path / "out"
-    code = _diagnose(
-        "--checkpoint", str(runs / "lstm"), str(runs / "rnn" / "last.pt"),
-        "--fresh", "rnn,lstm,gru", "--forget-bias", "0,1", "--k", "6", "--batch", "3",
-        "--burn-in", "4", "--runs", str(runs / "lstm"), str(runs / "rnn"), "--out", str(out),
-        "--json",
-    )  # fmt: skip
-    assert code == 0
-    printed = capsys.readouterr().out
-    summary = json.loads(printed.strip().splitlines()[-1])
-    doc = json.loads((out / "gradients.json").read_text(encoding="utf-8"))
-    labels = [m["label"] for m in doc["models"]]
-    assert labels == [
-        "LSTM fb=1.0 (trained 12 steps)",
-        "RNN (trained 12 steps)",
-        "RNN (fresh)",
-        "LSTM fb=0.0 (fresh)",
-        "LSTM fb=1.0 (fresh)",
-        "GRU (fresh)",
-    ]
-    assert all(m["num_layers"] == 2 and m["hidden_size"] == 16 for m in doc["models"])
-    assert doc["settings"]["data"] == str(prepared)  # taken from the checkpoint
-    assert set(summary["models"]) == set(labels) and len(summary["runs"]) == 2
-    for name in ("gradients.png", "training_health.png"):
-        assert (out / name).stat().st_size > 20_000
-    assert (out / "training_health.json").is_file() and "decay/step" in printed
-
-
-def test_cli_labels_and_errors(tmp_path, prepared, runs):
-    out = tmp_path / "out"
-    _diagnose("--checkpoint", str(runs / "rnn"), "--label", "plain RNN", "--k", "3",
-              "--batch", "2", "--burn-in", "0", "--out", str(out))  # fmt: skip
-    doc = json.loads((out / "gradients.json").read_text(encoding="utf-8"))
-    assert [m["label"] for m in doc["models"]] == ["plain RNN"]
-    with pytest.raises(ValueError, match="--data is required with --fresh"):
-        _diagnose("--fresh", "rnn", "--out", str(out))
-    with pytest.raises(ValueError, match="--fresh takes cells from lstm, gru, rnn, got 'lstn'"):
-        _diagnose("--fresh", "lstn", "--data", str(prepared), "--out", str(out))
-    with pytest.raises(ValueError, match="--label given 2 times for 1 checkpoints"):
-        _diagnose("--checkpoint", str(runs / "rnn"), "--label", "a", "--label", "b",
-                  "--out", str(out))  # fmt: skip
-    with pytest.raises(ValueError, match="fewer than burn_in \\+ k \\+ 1"):
-        _diagnose("--fresh", "rnn", "--data", str(prepared), "--k", "10000000", "--out", str(out))
-    with pytest.raises(ValueError, match="nothing to diagnose"):
-        _diagnose("--out", str(out))
-    assert np.isfinite(doc["models"][0]["final_step_bpc"])

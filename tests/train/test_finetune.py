@@ -1,12 +1,8 @@
 """Fine-tuning (`textgen train --init-from`): vocabulary extension, errors, resume."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
-from tests.conftest import tiny_model, tiny_train
 from textgen.data.dataset import PreparedCorpus
 from textgen.data.prepare import PrepareConfig, prepare
 from textgen.inference.generator import TextGenerator
@@ -28,18 +24,24 @@ def new_corpus(tmp_path_factory):
     return out
 
 
-def _base(tmp_path, prepared, softmax="full"):
-    model_cfg = tiny_model(prepared, softmax=softmax)
-    t = Trainer(prepared, tmp_path / "base", model_cfg, tiny_train(max_steps=10))
-    t.run()
-    return tmp_path / "base" / "last.pt"
+@pytest.fixture
+def train_base(tmp_path, prepared, tiny_model, tiny_train):
+    """``train_base(softmax="full")``: a tiny model trained 10 steps on the 1998 slice; its last.pt."""
+
+    def base(softmax="full"):
+        model_cfg = tiny_model(prepared, softmax=softmax)
+        t = Trainer(prepared, tmp_path / "base", model_cfg, tiny_train(max_steps=10))
+        t.run()
+        return tmp_path / "base" / "last.pt"
+
+    return base
 
 
 @pytest.mark.parametrize("softmax", ["full", "adaptive"])
 def test_old_rows_are_kept_bit_for_bit_and_new_ones_appended(
-    tmp_path, prepared, new_corpus, softmax
+    prepared, new_corpus, softmax, train_base
 ):
-    base = _base(tmp_path, prepared, softmax)
+    base = train_base(softmax)
     old = checkpoint.load(base)["model"]
     corpus = PreparedCorpus.open(new_corpus)
     cfg, vocab, init = plan(base, corpus, {})
@@ -65,8 +67,10 @@ def test_old_rows_are_kept_bit_for_bit_and_new_ones_appended(
     assert torch.allclose(new[out_rows][-1], old[out_rows].float().mean(0))
 
 
-def test_fine_tuned_model_generates_from_a_new_character(tmp_path, prepared, new_corpus):
-    base = _base(tmp_path, prepared)
+def test_fine_tuned_model_generates_from_a_new_character(
+    tmp_path, new_corpus, train_base, tiny_train
+):
+    base = train_base()
     cfg, vocab, init = plan(base, PreparedCorpus.open(new_corpus), {})
     t = Trainer(new_corpus, tmp_path / "ft", cfg, tiny_train(max_steps=40), vocab=vocab, init=init)
     before = t.evaluate()["bpc"]
@@ -82,40 +86,38 @@ def test_fine_tuned_model_generates_from_a_new_character(tmp_path, prepared, new
     assert checkpoint.load(tmp_path / "ft" / "last.pt")["init_from"]["new_tokens"] >= 4
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "textgen", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_init_from_errors_are_one_clear_line(tmp_path, prepared, new_corpus, pfr_slice):
-    base = _base(tmp_path, prepared)
+@pytest.mark.slow
+def test_init_from_errors_are_one_clear_line(
+    tmp_path, new_corpus, pfr_slice, train_base, tiny_model, tiny_train, textgen_cli
+):
+    base = train_base()
     common = ["train", "--data", str(new_corpus), "--out", str(tmp_path / "x"), "--max-steps", "2"]
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    r = _cli(*common, "--init-from", str(junk))
+    r = textgen_cli(*common, "--init-from", str(junk))
     assert r.returncode == 1 and "junk.pt: not a readable checkpoint" in r.stderr
     assert "Traceback" not in r.stderr
-    r = _cli(*common, "--init-from", str(base), "--hidden-size", "64")
+    r = textgen_cli(*common, "--init-from", str(base), "--hidden-size", "64")
     assert r.returncode == 1 and "hidden_size=64 conflicts with --init-from" in r.stderr
     assert "whose hidden_size is 16" in r.stderr
     words = tmp_path / "words"
     prepare(PrepareConfig(sources=[str(pfr_slice)], out=str(words), level="word"), progress=False)
     wcfg = tiny_model(words)
     Trainer(words, tmp_path / "wbase", wcfg, tiny_train(max_steps=2)).run()
-    r = _cli(*common, "--init-from", str(tmp_path / "wbase"))
+    r = textgen_cli(*common, "--init-from", str(tmp_path / "wbase"))
     assert r.returncode == 1 and "is a word-level model" in r.stderr and "--level word" in r.stderr
 
 
-def test_fine_tuning_run_resumes(tmp_path, prepared, new_corpus):
-    base = _base(tmp_path, prepared)
+@pytest.mark.slow
+def test_fine_tuning_run_resumes(tmp_path, new_corpus, train_base, textgen_cli):
+    base = train_base()
     out = tmp_path / "ft"
     args = ["train", "--data", str(new_corpus), "--out", str(out), "--init-from", str(base),
             "--batch-size", "4", "--seq-len", "16", "--threads", "1", "--no-progress",
             "--save-every", "5", "--eval-every", "5"]  # fmt: skip
-    assert _cli(*args, "--max-steps", "10").returncode == 0
+    assert textgen_cli(*args, "--max-steps", "10").returncode == 0
     first = checkpoint.load(out / "last.pt")
-    r = _cli(*args, "--max-steps", "15", "--resume")
+    r = textgen_cli(*args, "--max-steps", "15", "--resume")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout
     last = checkpoint.load(out / "last.pt")

@@ -3,7 +3,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.conftest import corpus_lines
 from textgen.data.corpus import parse_pfr_line, pfr_to_text
 from textgen.data.normalize import normalize
 from textgen.data.tokenizer import UNK, CharTokenizer, Vocab, WordTokenizer, jieba_words
@@ -26,7 +25,7 @@ def test_min_freq_and_max_vocab():
         Vocab.build(counts, max_vocab=1)
 
 
-def test_char_round_trip_and_unknowns():
+def test_char_round_trip_and_unknowns(corpus_lines):
     text = normalize("".join(pfr_to_text(line) + "\n" for line in corpus_lines(50)))
     vocab = Vocab.build(Counter(text))
     tok = CharTokenizer(vocab)
@@ -44,7 +43,7 @@ def test_fullwidth_and_ascii_digits_get_the_same_ids():
     assert 0 not in tok.encode(normalize("1998年"))
 
 
-def test_jieba_word_level_on_real_slice():
+def test_jieba_word_level_on_real_slice(corpus_lines):
     lines = corpus_lines(60)
     text = normalize("".join(pfr_to_text(line) + "\n" for line in lines))
     words = jieba_words(text)

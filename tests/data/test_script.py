@@ -15,7 +15,6 @@ from textgen.data.script import (
     to_script,
 )
 from textgen.data.tokenizer import Vocab
-from textgen.inference.sampling import GenerationConfig
 
 TRADITIONAL = "春眠不覺曉，處處聞啼鳥"
 SIMPLIFIED = "春眠不觉晓，处处闻啼鸟"
@@ -78,30 +77,9 @@ def test_stream_converter_keeps_length_and_matches_whole_conversion():
     assert conv.out.startswith("髮")  # the prompt's 头 made it 頭髮, not 發
 
 
-def test_generation_config_rejects_a_bad_script():
-    assert GenerationConfig(script="traditional").script == "traditional"
-    with pytest.raises(
-        ValueError, match=r"script must be one of auto, simplified, traditional, got 'tw'"
-    ):
-        GenerationConfig(script="tw")
-
-
 def test_http_schema_lists_the_same_scripts():
     from typing import get_args
 
     from textgen.server.requests import Script
 
     assert get_args(Script) == SCRIPTS
-
-
-def test_eval_text_in_the_other_script_scores_like_the_models_own(tmp_path):
-    from textgen.evaluation.evaluate import evaluate_checkpoint
-
-    lines = "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。\n中国人民解放军发展经济。\n" * 20
-    simp, trad = tmp_path / "s.txt", tmp_path / "t.txt"
-    simp.write_text(lines, encoding="utf-8")
-    trad.write_text(to_script(lines, "traditional"), encoding="utf-8")
-    assert detect_text_script(trad.read_text(encoding="utf-8")) == "traditional"
-    a = evaluate_checkpoint("default", text_file=simp)
-    b = evaluate_checkpoint("default", text_file=trad)
-    assert b["unknown_rate"] == 0 and b["bpc"] == pytest.approx(a["bpc"], abs=1e-9)

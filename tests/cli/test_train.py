@@ -1,0 +1,25 @@
+"""`textgen train` on the command line: with no flags it applies the defaults rule."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(tmp_path, prepared):
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "textgen", "train", "--data", str(prepared), "--out", str(out),
+         "--max-minutes", "0.1", "--threads", "1", "--no-progress", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "defaults (textgen/train/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["stop_reason"] == "max_minutes"  # no hidden step cap
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["max_steps"] == 0 and config["model"]["hidden_size"] == 512
+    assert config["defaults"]["reasons"] and config["defaults"]["overridden_by_user"] == []
+    assert "limits: 0.1 minutes (time budget; no step limit)" in r.stderr

@@ -1,0 +1,136 @@
+"""textgen.model.charlm: shapes, state, the two heads, training, bf16 autocast (tiny sizes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from textgen.model import state as states
+from textgen.model.config import CELLS, SOFTMAXES
+
+ALL = [(c, s) for c in CELLS for s in SOFTMAXES]
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_output_shapes(cell: str, softmax: str, make, ids, state_tensors, sizes) -> None:
+    V, H, L, B, T = sizes
+    m = make(cell, softmax)
+    feats, state = m(ids())
+    assert feats.shape == (B, T, H)
+    assert m.logits(feats).shape == (B, T, V)
+    assert m.log_probs(feats).shape == (B, T, V)
+    assert m.loss(feats, ids(seed=2)).shape == ()
+    lp, _ = m.step_log_probs(ids())
+    assert lp.shape == (B, T, V)
+    assert isinstance(state, tuple) == (cell == "lstm")
+    for s in state_tensors(state):
+        assert s.shape == (L, B, H)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_init_state_zeros_and_carrying_state_changes_output(
+    cell: str, make, ids, state_tensors, sizes
+) -> None:
+    H, L, B = sizes.H, sizes.L, sizes.B
+    m = make(cell).eval()
+    zero = m.init_state(B)
+    assert all(s.shape == (L, B, H) and not s.any() for s in state_tensors(zero))
+    x = ids()
+    f_none, state = m(x)
+    f_zero, _ = m(x, zero)
+    torch.testing.assert_close(f_none, f_zero)
+    f_carried, _ = m(x, state)
+    assert not torch.allclose(f_none, f_carried)
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_log_probs_normalise(cell: str, softmax: str, make, ids, sizes) -> None:
+    B, T = sizes.B, sizes.T
+    m = make(cell, softmax)
+    lp, _ = m.step_log_probs(ids())
+    assert lp.dtype == torch.float32
+    torch.testing.assert_close(lp.logsumexp(-1), torch.zeros(B, T), atol=1e-5, rtol=0)
+
+
+def test_full_loss_matches_log_probs_nll(make, ids) -> None:
+    m = make("lstm", "full")
+    feats, _ = m(ids())
+    y = ids(seed=4)
+    ref = -m.log_probs(feats).gather(-1, y[..., None]).mean()
+    torch.testing.assert_close(m.loss(feats, y), ref)
+
+
+@pytest.mark.parametrize(("cell", "softmax"), [("lstm", "full"), ("gru", "adaptive")])
+def test_loss_falls_on_repeating_sequence(cell: str, softmax: str, make, sizes) -> None:
+    V = sizes.V
+    m = make(cell, softmax, dropout=0.0)  # adaptive: default cutoffs (3,) for V=7
+    seq = torch.arange(V).repeat(8)[None, :]  # (1, 56) 0..6 0..6 ...
+    x, y = seq[:, :-1], seq[:, 1:]
+    opt = torch.optim.Adam(m.parameters(), lr=0.02)
+    first = None
+    for _ in range(100):
+        feats, _ = m(x)
+        loss = m.loss(feats, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.2 * first
+    assert loss.item() < 0.3
+
+
+def test_tie_weights_shares_tensor(make) -> None:
+    m = make(tie_weights=True)  # embed_dim == hidden_size == 8
+    assert m.decoder is not None
+    assert m.decoder.weight is m.embed.weight
+    assert sum(p is m.embed.weight for p in m.parameters()) == 1
+    assert make().decoder.weight is not make().embed.weight  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("forget_bias", [0.0, 1.0, 2.5])
+def test_forget_bias_initialised(forget_bias: float, make, sizes) -> None:
+    H, L = sizes.H, sizes.L
+    m = make(forget_bias=forget_bias)
+    for layer in range(L):
+        b_ih = getattr(m.rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(m.rnn, f"bias_hh_l{layer}")
+        total = b_ih[H : 2 * H] + b_hh[H : 2 * H]  # gate order i, f, g, o
+        torch.testing.assert_close(total, torch.full((H,), forget_bias))
+
+
+@pytest.mark.parametrize(("cell", "softmax"), ALL)
+def test_bf16_autocast_forward_backward(cell: str, softmax: str, make, ids, state_tensors) -> None:
+    # gru + adaptive used to fail in AdaptiveLogSoftmaxWithLoss.forward (index_copy_ dtype).
+    m = make(cell, softmax)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, state = m(ids())
+        loss = m.loss(feats, ids(seed=5))
+        lp = m.log_probs(feats)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert lp.dtype == torch.float32
+    assert all(s.dtype == torch.float32 for s in state_tensors(state))
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    m(ids(), state)  # state from autocast is reusable outside autocast
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batched_step_matches_per_request_steps(cell: str, make, ids, state_tensors) -> None:
+    m = make(cell, "adaptive").eval()
+    _, state = m(ids())
+    nxt = ids(t=1, seed=6)  # (B, 1)
+    batched, batched_state = m.step_log_probs(nxt, states.stack(states.split(state)))
+    for i, s in enumerate(states.split(state)):
+        single, single_state = m.step_log_probs(nxt[i : i + 1], s)
+        torch.testing.assert_close(batched[i : i + 1], single, atol=1e-5, rtol=1e-5)
+        for a, b in zip(
+            state_tensors(states.select(batched_state, [i])),
+            state_tensors(single_state),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_rejects_non_2d_ids(make) -> None:
+    with pytest.raises(ValueError, match="ids must be"):
+        make()(torch.zeros(5, dtype=torch.long))

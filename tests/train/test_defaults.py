@@ -1,0 +1,26 @@
+"""The defaults rule (textgen/train/defaults.py): what it chooses, and that user values win."""
+
+from textgen.train import defaults
+
+
+def test_rule_follows_budget_corpus_and_vocabulary():
+    short = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=5)
+    assert short.model == {"cell": "lstm", "num_layers": 1, "embed_dim": 256, "hidden_size": 512,
+                           "softmax": "adaptive", "dropout": 0.1}  # fmt: skip
+    assert short.train["lr"] == 6e-3 and short.train["warmup_steps"] == 50
+    long = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=70)
+    assert long.model["hidden_size"] == 768 and long.model["dropout"] == 0.25
+    assert long.train["lr"] == 4e-3
+    # a small corpus seen many times over in the budget gets more dropout
+    small = defaults.choose(train_chars=100_000, vocab_size=1500, minutes=5)
+    assert small.model["dropout"] == 0.25 and small.model["softmax"] == "full"
+    assert any("passes" in r for r in small.reasons) and len(small.reasons) >= 4
+
+
+def test_user_values_win_and_are_reported():
+    choice = defaults.choose(1_000_000, 5000, 15)
+    model, train = {"hidden_size": 128}, {"lr": 1e-3}
+    overridden = defaults.apply(choice, model, train)
+    assert model["hidden_size"] == 128 and train["lr"] == 1e-3
+    assert model["cell"] == "lstm" and train["warmup_steps"] == 50
+    assert sorted(overridden) == ["hidden_size", "lr"]
