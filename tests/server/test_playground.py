@@ -159,3 +159,45 @@ def test_playground_shows_validation_errors(served, browser):
         "(s => s.startsWith('422') && s)(document.getElementById('status').textContent)"
     )
     assert "temperature" in status and "7" in status
+
+
+@pytest.fixture(scope="module")
+def served_with_keys(ckpt, tmp_path_factory, start_server):
+    tmp = tmp_path_factory.mktemp("playground_keys")
+    env = {**os.environ, "TEXTGEN_API_KEYS": "page-key-1"}
+    proc, url = start_server(ckpt, tmp / "serve.log", env=env)
+    yield url
+    proc.send_signal(signal.SIGINT)
+    proc.wait(20)
+
+
+def test_playground_asks_for_a_key_keeps_it_and_sends_it(served_with_keys, browser):
+    browser.open(served_with_keys + "/")
+    browser.wait_for("document.getElementById('model').textContent.includes('needs an API key')")
+    browser.eval("""
+        const key = document.getElementById('api_key');
+        key.value = 'page-key-1';
+        key.dispatchEvent(new Event('change'));
+    """)
+    browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')")
+    assert browser.eval("localStorage.getItem('textgen.apiKey')") == "page-key-1"
+    browser.open(served_with_keys + "/")  # a reload finds the key where it left it
+    browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')")
+    browser.eval("""
+        document.getElementById('max_new_tokens').value = '10';
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => s.startsWith('done') && s)(document.getElementById('status').textContent)"
+    )
+    assert "10 chars" in status
+    browser.eval("""
+        const key = document.getElementById('api_key');
+        key.value = 'wrong';
+        key.dispatchEvent(new Event('change'));
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => s.startsWith('401') && s)(document.getElementById('status').textContent)"
+    )
+    assert "invalid API key" in status

@@ -29,9 +29,20 @@ Sink = Callable[[list[Event]], None]
 class Request:
     """One prompt and its ``n`` samples, from submission to its Done event."""
 
-    def __init__(self, rid: str, prompt: str, ids: np.ndarray, unknown: int,
-                 config: GenerationConfig, sink: Sink | None, stream: bool,
-                 script: str = "unknown", convert: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rid: str,
+        prompt: str,
+        ids: np.ndarray,
+        unknown: int,
+        config: GenerationConfig,
+        sink: Sink | None,
+        stream: bool,
+        script: str = "unknown",
+        convert: bool = False,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
+    ) -> None:
         self.id, self.prompt, self.ids, self.unknown = rid, prompt, ids, unknown
         self.config, self.sink, self.stream = config, sink, stream
         self.script, self.convert = script, convert  # output script; convert the model's text?
@@ -40,6 +51,10 @@ class Request:
         self.samples: list[Sample] = []
         self.t_submit = time.perf_counter()
         self.t_admit = self.t_first = self.t_end = 0.0
+        # perf_counter deadlines: generation stops at ``deadline`` (finish_reason "timeout");
+        # a request not admitted by ``start_by`` never starts (Expired)
+        self.deadline = None if timeout is None else self.t_submit + timeout
+        self.start_by = None if queue_timeout is None else self.t_submit + queue_timeout
 
     def cancel(self) -> None:
         """Ask the engine to drop this request at its next step (a plain flag: thread-safe)."""

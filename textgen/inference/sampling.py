@@ -236,7 +236,7 @@ class SampleResult:
 
     index: int
     text: str
-    finish_reason: str  # "length" | "stop" | "cancelled"
+    finish_reason: str  # "length" | "stop" | "timeout" (the request's deadline) | "cancelled"
     tokens: int
     logprobs: list[TokenLogprob] | None = None
 
@@ -293,4 +293,11 @@ class Failed:
     message: str
 
 
-Event = Chunk | Done | Failed
+@dataclass
+class Expired:
+    """The request waited for a batch slot past its start deadline and never started."""
+
+    waited_s: float
+
+
+Event = Chunk | Done | Failed | Expired
