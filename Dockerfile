@@ -82,10 +82,11 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 
-# No curl in a slim image: Python's urllib does the request. /health answers 200 once the model
-# is loaded; loading takes a few seconds, hence the start period.
+# No curl in a slim image: Python's urllib does the request. /ready answers 200 once the model
+# is loaded and the engine runs, and 503 while draining on SIGTERM (/health stays the liveness
+# check); loading takes a few seconds, hence the start period. Both stay open with API keys on.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('TEXTGEN_PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('TEXTGEN_PORT', '8000'), timeout=4)"]
 
 # No flags here: they would override the TEXTGEN_* variables.
 CMD ["textgen", "serve"]

@@ -192,6 +192,9 @@ run_container() {
         sleep 1
     done
     ok "GET /health -> 200 after $((SECONDS - t0))s: $(curl -fsS "http://127.0.0.1:$PORT/health")"
+    local ready
+    ready=$(curl -fsS "http://127.0.0.1:$PORT/ready") || die "/ready not 200 once /health is"
+    ok "GET /ready -> 200: $ready"
 }
 
 check_service() {

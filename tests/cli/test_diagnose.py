@@ -21,11 +21,26 @@ def _diagnose(*argv):
 def test_cli_on_trained_and_fresh_models(tmp_path, prepared, runs, capsys, check_png, tab10):
     out = tmp_path / "out"
     code = _diagnose(
-        "--checkpoint", str(runs / "lstm"), str(runs / "rnn" / "last.pt"),
-        "--fresh", "rnn,lstm,gru", "--forget-bias", "0,1", "--k", "6", "--batch", "3",
-        "--burn-in", "4", "--runs", str(runs / "lstm"), str(runs / "rnn"), "--out", str(out),
+        "--checkpoint",
+        str(runs / "lstm"),
+        str(runs / "rnn" / "last.pt"),
+        "--fresh",
+        "rnn,lstm,gru",
+        "--forget-bias",
+        "0,1",
+        "--k",
+        "6",
+        "--batch",
+        "3",
+        "--burn-in",
+        "4",
+        "--runs",
+        str(runs / "lstm"),
+        str(runs / "rnn"),
+        "--out",
+        str(out),
         "--json",
-    )  # fmt: skip
+    )
     assert code == 0
     printed = capsys.readouterr().out
     summary = json.loads(printed.strip().splitlines()[-1])
@@ -50,8 +65,20 @@ def test_cli_on_trained_and_fresh_models(tmp_path, prepared, runs, capsys, check
 
 def test_cli_labels_and_errors(tmp_path, prepared, runs):
     out = tmp_path / "out"
-    _diagnose("--checkpoint", str(runs / "rnn"), "--label", "plain RNN", "--k", "3",
-              "--batch", "2", "--burn-in", "0", "--out", str(out))  # fmt: skip
+    _diagnose(
+        "--checkpoint",
+        str(runs / "rnn"),
+        "--label",
+        "plain RNN",
+        "--k",
+        "3",
+        "--batch",
+        "2",
+        "--burn-in",
+        "0",
+        "--out",
+        str(out),
+    )
     doc = json.loads((out / "gradients.json").read_text(encoding="utf-8"))
     assert [m["label"] for m in doc["models"]] == ["plain RNN"]
     with pytest.raises(ValueError, match="--data is required with --fresh"):
@@ -59,8 +86,9 @@ def test_cli_labels_and_errors(tmp_path, prepared, runs):
     with pytest.raises(ValueError, match="--fresh takes cells from lstm, gru, rnn, got 'lstn'"):
         _diagnose("--fresh", "lstn", "--data", str(prepared), "--out", str(out))
     with pytest.raises(ValueError, match="--label given 2 times for 1 checkpoints"):
-        _diagnose("--checkpoint", str(runs / "rnn"), "--label", "a", "--label", "b",
-                  "--out", str(out))  # fmt: skip
+        _diagnose(
+            "--checkpoint", str(runs / "rnn"), "--label", "a", "--label", "b", "--out", str(out)
+        )
     with pytest.raises(ValueError, match="fewer than burn_in \\+ k \\+ 1"):
         _diagnose("--fresh", "rnn", "--data", str(prepared), "--k", "10000000", "--out", str(out))
     with pytest.raises(ValueError, match="nothing to diagnose"):

@@ -43,8 +43,12 @@ def test_word_level_reports_bits_per_character(tmp_path, pfr_slice, tiny_model, 
     assert row["val_bits_per_token"] > 1.3 * row["val_bpc"]  # a word is ~1.6 characters
 
     def cli(*args):
-        r = subprocess.run([sys.executable, "-m", "textgen", *args, "--json"],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "textgen", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout, json.loads(r.stdout.strip().splitlines()[-1])
 

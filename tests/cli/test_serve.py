@@ -14,10 +14,27 @@ pytestmark = pytest.mark.slow  # every test here runs the command line as a proc
 
 
 def test_cli_generate_streams_then_prints_json(gen, ckpt, generate):
-    args = ["--prompt", "中国", "--max-new-tokens", "25", "--temperature", "0.8", "--top-k", "40",
-            "--seed", "1", "--checkpoint", str(ckpt), "--json"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "textgen", "generate", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    args = [
+        "--prompt",
+        "中国",
+        "--max-new-tokens",
+        "25",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "40",
+        "--seed",
+        "1",
+        "--checkpoint",
+        str(ckpt),
+        "--json",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "textgen", "generate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)  # the text may hold newlines
     result = json.loads(last)
@@ -28,24 +45,55 @@ def test_cli_generate_streams_then_prints_json(gen, ckpt, generate):
 
 def test_cli_generate_reports_bad_parameters(ckpt):
     proc = subprocess.run(
-        [sys.executable, "-m", "textgen", "generate", "--prompt", "中国", "--top-p", "2",
-         "--checkpoint", str(ckpt)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "generate",
+            "--prompt",
+            "中国",
+            "--top-p",
+            "2",
+            "--checkpoint",
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # refused while parsing the flags (exit 2, argparse's usage error), before loading a model
     assert proc.returncode == 2 and "top_p must be a number in (0, 1], got 2.0" in proc.stderr
 
 
 def test_cli_generate_script_flag(tmp_path, bundled_checkpoint):
-    args = ["--prompt", "中国", "--script", "traditional", "--max-new-tokens", "20", "--seed", "2",
-            "--checkpoint", str(bundled_checkpoint), "--json"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "textgen", "generate", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    args = [
+        "--prompt",
+        "中国",
+        "--script",
+        "traditional",
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "2",
+        "--checkpoint",
+        str(bundled_checkpoint),
+        "--json",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "textgen", "generate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)
     result = json.loads(last)
     assert result["script"] == "traditional" and streamed == result["text"]
     assert detect_text_script(result["text"]) == "traditional"
-    bad = subprocess.run([sys.executable, "-m", "textgen", "generate", "--prompt", "中国",
-                          "--script", "tw"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "textgen", "generate", "--prompt", "中国", "--script", "tw"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--script: invalid choice: 'tw'" in bad.stderr

@@ -11,10 +11,26 @@ import pytest
 def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(tmp_path, prepared):
     out = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "-m", "textgen", "train", "--data", str(prepared), "--out", str(out),
-         "--max-minutes", "0.1", "--threads", "1", "--no-progress", "--json"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "textgen",
+            "train",
+            "--data",
+            str(prepared),
+            "--out",
+            str(out),
+            "--max-minutes",
+            "0.1",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "defaults (textgen/train/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])

@@ -82,14 +82,37 @@ def test_fit_decay_recovers_a_known_rate():
 
 GRADIENT_KEYS = {"schema_version", "kind", "quantity", "settings", "lags", "models"}
 SETTINGS_KEYS = {"data", "split", "k", "batch", "burn_in", "seed", "starts"}
-MODEL_KEYS = {"label", "source", "cell", "forget_bias", "embed_dim", "hidden_size",
-              "num_layers", "trained_steps", "final_step_bpc", "layers"}  # fmt: skip
+MODEL_KEYS = {
+    "label",
+    "source",
+    "cell",
+    "forget_bias",
+    "embed_dim",
+    "hidden_size",
+    "num_layers",
+    "trained_steps",
+    "final_step_bpc",
+    "layers",
+}
 LAYER_KEYS = {"layer", "mean", "geomean", "fit"}
 FIT_KEYS = {"on", "slope", "decay_per_step", "half_life_steps", "doubling_steps", "r2", "points"}
 HEALTH_KEYS = {"schema_version", "kind", "runs"}
-RUN_KEYS = {"label", "path", "cell", "lr", "clip", "steps", "skipped", "clip_rate",
-            "stopped_non_finite", "final_val_bpc", "grad_norm", "histogram",
-            "rolling_window", "series"}  # fmt: skip
+RUN_KEYS = {
+    "label",
+    "path",
+    "cell",
+    "lr",
+    "clip",
+    "steps",
+    "skipped",
+    "clip_rate",
+    "stopped_non_finite",
+    "final_val_bpc",
+    "grad_norm",
+    "histogram",
+    "rolling_window",
+    "series",
+}
 SERIES_KEYS = {"step", "loss_bpc", "grad_norm_median", "grad_norm_max", "clip_rate", "skipped"}
 
 

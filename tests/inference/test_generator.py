@@ -104,8 +104,9 @@ def test_converted_stream_adds_up_and_stop_strings_match_in_either_script(bundle
     greedy = generate(bundled, "中国", max_new_tokens=60, temperature=0).text
     cut = next(i for i, c in enumerate(greedy) if i > 3 and to_script(c, "traditional") != c)
     stop = to_script(greedy[cut], "traditional")  # a Traditional stop for a Simplified model
-    config = GenerationConfig(max_new_tokens=60, temperature=0, stop=(stop,), n=2,
-                              top_logprobs=2, script="traditional")  # fmt: skip
+    config = GenerationConfig(
+        max_new_tokens=60, temperature=0, stop=(stop,), n=2, top_logprobs=2, script="traditional"
+    )
     events = list(bundled.stream("中国", config))
     result = events[-1].result
     for s in result.samples:

@@ -19,8 +19,12 @@ def test_native_gru_loops_equal_the_python_loops() -> None:
         pytest.skip("the C++ loops cannot be built here")
     torch.manual_seed(1)
     steps, batch, n_in, h = 9, 6, 40, 64
-    weights = [torch.randn(3 * h, n_in) * 0.3, torch.randn(3 * h, h) * 0.3,
-               torch.randn(3 * h), torch.randn(3 * h)]  # fmt: skip
+    weights = [
+        torch.randn(3 * h, n_in) * 0.3,
+        torch.randn(3 * h, h) * 0.3,
+        torch.randn(3 * h),
+        torch.randn(3 * h),
+    ]
     for w in weights:
         w.requires_grad_()
     x = torch.randn(steps, batch, n_in, requires_grad=True)

@@ -16,8 +16,11 @@ def test_layer_by_layer_equals_the_stacked_rnn(cell: str, layer_by_layer) -> Non
     # training with dropout runs the layers one at a time (our dropout between them); with
     # dropout switched off that path must give nn.LSTM/GRU/RNN's outputs, states and grads
     torch.manual_seed(0)
-    model = CharLM(ModelConfig(vocab_size=50, cell=cell, embed_dim=8, hidden_size=16,
-                               num_layers=3, dropout=0.0))  # fmt: skip
+    model = CharLM(
+        ModelConfig(
+            vocab_size=50, cell=cell, embed_dim=8, hidden_size=16, num_layers=3, dropout=0.0
+        )
+    )
     ids = torch.randint(0, 50, (4, 7))
     state = model.init_state(4)
     state = tuple(torch.randn_like(s) for s in state) if cell == "lstm" else torch.randn_like(state)
@@ -34,8 +37,9 @@ def test_layer_by_layer_equals_the_stacked_rnn(cell: str, layer_by_layer) -> Non
 
 def test_dropout_acts_between_layers_in_training_only(layer_by_layer) -> None:
     torch.manual_seed(0)
-    model = CharLM(ModelConfig(vocab_size=50, embed_dim=8, hidden_size=16, num_layers=2,
-                               dropout=0.5))  # fmt: skip
+    model = CharLM(
+        ModelConfig(vocab_size=50, embed_dim=8, hidden_size=16, num_layers=2, dropout=0.5)
+    )
     ids = torch.randint(0, 50, (2, 5))
     x = model.embed(ids)
     plain = model.rnn.eval()(x)[0]  # nn.LSTM drops nothing in eval mode

@@ -27,10 +27,26 @@ def client(ckpt) -> Iterator[TestClient]:
         yield c
 
 
+FUZZ_KEY = "fuzz-key-1"
+
+
+@pytest.fixture(scope="session")
+def fuzz_auth() -> dict[str, str]:
+    """The header that `small_client`'s server wants (its API keys are on)."""
+    return {"Authorization": f"Bearer {FUZZ_KEY}"}
+
+
 @pytest.fixture(scope="module")
 def small_client(ckpt) -> Iterator[TestClient]:
-    """Small limits keep schema fuzzing fast (it tries the largest values allowed)."""
-    settings = Settings(checkpoint=str(ckpt), max_new_tokens=20, max_n=2, max_prompt_chars=50)
+    """Small limits keep schema fuzzing fast (it tries the largest values allowed); API keys
+    are on, as a public deployment would have them."""
+    settings = Settings(
+        checkpoint=str(ckpt),
+        max_new_tokens=20,
+        max_n=2,
+        max_prompt_chars=50,
+        api_keys=(FUZZ_KEY, "another-key"),
+    )
     with TestClient(create_app(settings)) as c:
         yield c
 

@@ -52,11 +52,12 @@ def test_generate_stream_matches_json(client, sse_events):
     with client.stream("POST", "/v1/generate", json={**body, "stream": True}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         events = sse_events(r.iter_lines())
+        rid = r.headers["x-request-id"]
     chunks = [d["text"] for name, d in events if name == "chunk"]
     assert events[-1][0] == "done" and len(chunks) >= 1
     assert "".join(chunks) == events[-1][1]["text"] == plain["text"]
     done = GenerateResponse.model_validate(events[-1][1])
-    assert done.id.startswith("gen-") and done.timing.total_ms > 0
+    assert done.id == rid and done.timing.total_ms > 0
 
 
 def test_completions_openai_shape(client):
@@ -68,12 +69,13 @@ def test_completions_openai_shape(client):
         "seed": 1,
         "logprobs": 2,
     }
-    body = client.post("/v1/completions", json=body).json()
+    r = client.post("/v1/completions", json=body)
+    body = r.json()
     assert body["object"] == "text_completion" and len(body["choices"]) == 2
     lp = body["choices"][0]["logprobs"]
     assert len(lp["tokens"]) == 5 and len(lp["top_logprobs"][0]) == 2
     assert lp["text_offset"][0] == 2 and body["usage"]["completion_tokens"] == 10
-    assert CompletionResponse.model_validate(body).id.startswith("cmpl-gen-")
+    assert CompletionResponse.model_validate(body).id == r.headers["x-request-id"]
 
 
 def test_completions_stream_ends_with_done(client, sse_events):
@@ -144,26 +146,32 @@ def test_completions_script_field(bundled_client, sse_events):
 
 
 def test_full_queue_gets_429_and_a_dropped_stream_frees_its_slot(ckpt, wait_until):
-    app = create_app(Settings(checkpoint=str(ckpt), max_queue=1, max_batch=1))
-    long = {"prompt": "中国", "max_new_tokens": 1000, "stream": True}
+    app = create_app(Settings(checkpoint=str(ckpt), max_queue=1, max_batch=1, max_new_tokens=10**6))
+    long = {"prompt": "中国", "max_new_tokens": 10**6, "stream": True}  # minutes: never done here
     with TestClient(app) as c:
         engine = app.state.runner.engine
         with c.stream("POST", "/v1/generate", json=long) as r:
-            next(r.iter_lines())  # generating now
+            lines = r.iter_lines()  # kept: a dropped iterator would close the stream
+            next(lines)  # generating now
             busy = c.post("/v1/generate", json={"prompt": "中国", "max_new_tokens": 2})
             assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
-        assert wait_until(lambda: engine.in_flight == 0)
+        assert wait_until(lambda: engine.in_flight == 0)  # cancelled, not finished
         ok = c.post("/v1/generate", json={"prompt": "中国", "max_new_tokens": 2})
         assert ok.status_code == 200
 
 
-def test_draining_server_answers_503(ckpt):
+def test_draining_is_not_ready_but_alive_and_a_stopped_engine_is_neither(ckpt):
     app = create_app(Settings(checkpoint=str(ckpt)))
     with TestClient(app) as c:
-        app.state.runner.close(timeout=5)
-        assert c.get("/health").status_code == 503
+        assert c.get("/ready").json()["status"] == "ok" and c.get("/health").status_code == 200
+        app.state.runner.drain()
+        r = c.get("/ready")
+        assert r.status_code == 503 and "draining" in r.json()["error"]["message"]
+        assert c.get("/health").json()["status"] == "draining"  # liveness: still alive
         r = c.post("/v1/generate", json={"prompt": "中国"})
         assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
+        app.state.runner.close(timeout=5)
+        assert c.get("/health").status_code == 503 and c.get("/ready").status_code == 503
 
 
 def test_cors_off_by_default_and_configurable(client, ckpt):

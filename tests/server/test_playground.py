@@ -22,9 +22,14 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str | None:
@@ -51,8 +56,13 @@ class Browser:
     def __init__(self, profile: Path) -> None:
         import websocket
 
-        cmd = [_chromium(), *CHROMIUM_FLAGS, "--remote-debugging-port=0",
-               f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
+        cmd = [
+            _chromium(),
+            *CHROMIUM_FLAGS,
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = profile / "DevToolsActivePort"  # Chromium writes its port here
         deadline = time.monotonic() + 30
@@ -78,8 +88,9 @@ class Browser:
                 return msg["result"]
 
     def eval(self, expression: str) -> Any:
-        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                      awaitPromise=True)  # fmt: skip
+        r = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in r:
             raise RuntimeError(f"{expression!r} threw: {r['exceptionDetails']}")
         return r["result"].get("value")
@@ -126,8 +137,10 @@ def browser(tmp_path):
 
 def test_playground_loads_and_streams_text(served, browser):
     browser.open(served + "/")
-    model = browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')"
-                             " && document.getElementById('model').textContent")  # fmt: skip
+    model = browser.wait_for(
+        "document.getElementById('model').textContent.includes('vocabulary')"
+        " && document.getElementById('model').textContent"
+    )
     assert "lstm 1×16" in model
     browser.eval("""
         document.getElementById('prompt').value = '人民';
@@ -141,8 +154,15 @@ def test_playground_loads_and_streams_text(served, browser):
     assert "30 chars" in status
     shown = browser.eval("document.getElementById('output').textContent")
     # the page's default sampling settings, sent to the JSON API: the same text comes back
-    body = {"prompt": "人民", "max_new_tokens": 30, "seed": 7, "temperature": 0.8, "top_k": 40,
-            "top_p": 0.95, "repetition_penalty": 1.1}  # fmt: skip
+    body = {
+        "prompt": "人民",
+        "max_new_tokens": 30,
+        "seed": 7,
+        "temperature": 0.8,
+        "top_k": 40,
+        "top_p": 0.95,
+        "repetition_penalty": 1.1,
+    }
     expected = httpx.post(served + "/v1/generate", json=body, timeout=30).json()["text"]
     assert shown == "人民" + expected
 
@@ -159,3 +179,45 @@ def test_playground_shows_validation_errors(served, browser):
         "(s => s.startsWith('422') && s)(document.getElementById('status').textContent)"
     )
     assert "temperature" in status and "7" in status
+
+
+@pytest.fixture(scope="module")
+def served_with_keys(ckpt, tmp_path_factory, start_server):
+    tmp = tmp_path_factory.mktemp("playground_keys")
+    env = {**os.environ, "TEXTGEN_API_KEYS": "page-key-1"}
+    proc, url = start_server(ckpt, tmp / "serve.log", env=env)
+    yield url
+    proc.send_signal(signal.SIGINT)
+    proc.wait(20)
+
+
+def test_playground_asks_for_a_key_keeps_it_and_sends_it(served_with_keys, browser):
+    browser.open(served_with_keys + "/")
+    browser.wait_for("document.getElementById('model').textContent.includes('needs an API key')")
+    browser.eval("""
+        const key = document.getElementById('api_key');
+        key.value = 'page-key-1';
+        key.dispatchEvent(new Event('change'));
+    """)
+    browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')")
+    assert browser.eval("localStorage.getItem('textgen.apiKey')") == "page-key-1"
+    browser.open(served_with_keys + "/")  # a reload finds the key where it left it
+    browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')")
+    browser.eval("""
+        document.getElementById('max_new_tokens').value = '10';
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => s.startsWith('done') && s)(document.getElementById('status').textContent)"
+    )
+    assert "10 chars" in status
+    browser.eval("""
+        const key = document.getElementById('api_key');
+        key.value = 'wrong';
+        key.dispatchEvent(new Event('change'));
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => s.startsWith('401') && s)(document.getElementById('status').textContent)"
+    )
+    assert "invalid API key" in status

@@ -87,8 +87,9 @@ def test_invalid_values_get_422_naming_field_and_value(client, body, field, show
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 @pytest.mark.parametrize("path", ["/v1/generate", "/v1/completions"])
-def test_schema_fuzz(small_client, path, mode):
-    """Schema-valid bodies get 200 and a schema-valid answer; invalid ones 4xx, never 500."""
+def test_schema_fuzz(small_client, fuzz_auth, path, mode):
+    """Schema-valid bodies get 200 and a schema-valid answer; invalid ones 4xx, never 500.
+    The server has API keys on; the fuzzer sends one."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
@@ -102,7 +103,7 @@ def test_schema_fuzz(small_client, path, mode):
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def check(case):
-        r = case.call()
+        r = case.call(headers=fuzz_auth)
         statuses[r.status_code] += 1
         if mode == "positive":
             assert r.status_code == 200, (case.body, r.text[:300])
@@ -111,5 +112,6 @@ def test_schema_fuzz(small_client, path, mode):
         case.validate_response(r)  # the answer, error or not, is what the schema documents
 
     check()
+    assert 401 not in statuses
     # shown with `pytest -s` (make fuzz, make reliability)
     print(f"\nfuzz {path} {mode}: {sum(statuses.values())} cases, statuses {dict(statuses)}")

@@ -13,8 +13,7 @@ from textgen.server.settings import Settings, SettingsError
 
 def _serve_settings(argv: list[str]) -> Settings:
     """The Settings `textgen serve ARGV` would run with (without serving)."""
-    args = build_parser().parse_args(["serve", *argv])
-    return Settings.from_env(**{k: getattr(args, k) for k in Settings.model_fields})
+    return cli_serve.serve_settings(build_parser().parse_args(["serve", *argv]))
 
 
 def test_settings_from_env(monkeypatch):
@@ -34,7 +33,10 @@ def test_every_setting_is_a_serve_flag_and_the_flag_beats_the_variable(monkeypat
     s = _serve_settings(["--max-queue", "9", "--cors-origins", "https://b.org,https://c.org"])
     assert s.max_queue == 9 and s.cors_origins == ("https://b.org", "https://c.org")
     flags = set(vars(build_parser().parse_args(["serve"]))) - {"command", "verbose", "func"}
-    assert flags == set(Settings.model_fields)
+    assert flags == set(Settings.model_fields) - {"api_keys"}  # a secret: no flag, env only
+    monkeypatch.setenv("TEXTGEN_METRICS_AUTH", "1")
+    assert _serve_settings([]).metrics_auth is True
+    assert _serve_settings(["--no-metrics-auth"]).metrics_auth is False
 
 
 @pytest.mark.parametrize(
@@ -79,3 +81,32 @@ def test_every_example_in_the_help_parses(epilog, monkeypatch):
             for assignment in env:
                 monkeypatch.setenv(*assignment.split("=", 1))
             _serve_settings(words[words.index("textgen") + 2 :])
+
+
+def test_api_keys_from_the_environment_and_a_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTGEN_API_KEYS", "k-one, k-two")
+    keyfile = tmp_path / "keys.txt"
+    keyfile.write_text("# team keys\nk-three\n\n  k-four  # ci\n", encoding="utf-8")
+    s = _serve_settings(["--api-key-file", str(keyfile)])
+    assert s.keys() == ("k-one", "k-two", "k-three", "k-four")
+    assert "k-one" not in repr(s) and "k-one" not in str(s)  # never shown, never logged
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(None, "cannot read"), ("# only a comment\n\n", "no keys in")],
+)
+def test_a_bad_key_file_is_one_clear_error(tmp_path, content, says):
+    keyfile = tmp_path / "keys.txt"
+    if content is not None:
+        keyfile.write_text(content, encoding="utf-8")
+    with pytest.raises(SettingsError, match=says) as e:
+        Settings(api_key_file=str(keyfile)).keys()
+    assert str(keyfile) in str(e.value)
+
+
+def test_a_bad_key_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("TEXTGEN_API_KEYS", "good,bad\x01secret")
+    with pytest.raises(SettingsError, match="control characters") as e:
+        Settings().keys()
+    assert "secret" not in str(e.value)

@@ -5,8 +5,14 @@ from textgen.train import defaults
 
 def test_rule_follows_budget_corpus_and_vocabulary():
     short = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=5)
-    assert short.model == {"cell": "lstm", "num_layers": 1, "embed_dim": 256, "hidden_size": 512,
-                           "softmax": "adaptive", "dropout": 0.1}  # fmt: skip
+    assert short.model == {
+        "cell": "lstm",
+        "num_layers": 1,
+        "embed_dim": 256,
+        "hidden_size": 512,
+        "softmax": "adaptive",
+        "dropout": 0.1,
+    }
     assert short.train["lr"] == 6e-3 and short.train["warmup_steps"] == 50
     long = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=70)
     assert long.model["hidden_size"] == 768 and long.model["dropout"] == 0.25

@@ -112,9 +112,26 @@ def test_init_from_errors_are_one_clear_line(
 def test_fine_tuning_run_resumes(tmp_path, new_corpus, train_base, textgen_cli):
     base = train_base()
     out = tmp_path / "ft"
-    args = ["train", "--data", str(new_corpus), "--out", str(out), "--init-from", str(base),
-            "--batch-size", "4", "--seq-len", "16", "--threads", "1", "--no-progress",
-            "--save-every", "5", "--eval-every", "5"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(new_corpus),
+        "--out",
+        str(out),
+        "--init-from",
+        str(base),
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--save-every",
+        "5",
+        "--eval-every",
+        "5",
+    ]
     assert textgen_cli(*args, "--max-steps", "10").returncode == 0
     first = checkpoint.load(out / "last.pt")
     r = textgen_cli(*args, "--max-steps", "15", "--resume")

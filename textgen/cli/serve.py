@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin
 
 from textgen.data.script import SCRIPTS
+from textgen.inference.decoder import PRECISIONS
 from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 GENERATE_EPILOG = """\
@@ -34,8 +35,12 @@ examples:
   curl -s localhost:8000/v1/generate -H 'content-type: application/json' \\
        -d '{"prompt": "春眠不覺曉", "max_new_tokens": 20, "script": "traditional"}'
 
+  TEXTGEN_API_KEYS=k1,k2 textgen serve --host 0.0.0.0 --log-format json
+  curl -s localhost:8000/v1/models -H 'Authorization: Bearer k1' -H 'X-Request-Id: abc-1'
+
 every flag also reads TEXTGEN_<FLAG> from the environment (TEXTGEN_MAX_BATCH=1 turns batching
-off); flags win. OpenAPI docs are at /docs, the schema at /openapi.json, metrics at /metrics.
+off); flags win. API keys come from TEXTGEN_API_KEYS or --api-key-file only. OpenAPI docs are
+at /docs, the schema at /openapi.json, metrics at /metrics, readiness at /ready.
 """
 
 
@@ -102,6 +107,13 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         "traditional (繁體) convert the output with OpenCC",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="decode steps: auto (int8 where the CPU has an int8 engine, else bf16 where it "
+        "pays, else fp32), or force one",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
     p.set_defaults(func=cmd_generate)
 
@@ -133,7 +145,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from textgen.inference.sampling import Chunk, Done
 
     config = GenerationConfig.from_fields(vars(args))  # the flags use the config's names
-    gen = TextGenerator.from_checkpoint(args.checkpoint, args.threads)
+    gen = TextGenerator.from_checkpoint(args.checkpoint, args.threads, args.precision)
     result = None
     for event in gen.stream(args.prompt, config):
         if isinstance(event, Chunk) and config.n == 1:  # n > 1: samples printed at the end
@@ -167,7 +179,7 @@ def _report(result) -> None:
     )
 
 
-METAVARS = {int: "N", float: "SECONDS"}
+METAVARS: dict[Any, str] = {int: "N", float: "SECONDS"}
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -176,9 +188,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         help="HTTP API, OpenAI-compatible completions and a playground page",
         description=(
             "Serve a checkpoint over HTTP: POST /v1/generate (JSON or Server-Sent Events), "
-            "POST /v1/completions and GET /v1/models (OpenAI-compatible), GET /health, "
-            "GET /v1/model, GET /metrics (Prometheus) and a playground page at /. Requests "
-            "in flight are continuously batched: one model step advances all of them."
+            "POST /v1/completions and GET /v1/models (OpenAI-compatible), GET /health "
+            "(liveness), GET /ready (readiness), GET /v1/model, GET /metrics (Prometheus) and "
+            "a playground page at /. Requests in flight are continuously batched: one model "
+            "step advances all of them. With API keys set, /v1/* needs 'Authorization: Bearer "
+            "KEY'. On SIGTERM /ready turns 503 and requests in flight finish before it exits."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=SERVE_EPILOG,
@@ -186,37 +200,39 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     from textgen.server.settings import Settings, env_var
 
     for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("flag") is False:
+            continue  # a secret: environment only
+        default = "none" if field.default in (None, ()) else field.default
+        help_text = f"{field.description} (default {default}; {env_var(name)})"
         kind, choices = field.annotation, None
+        if kind is bool:
+            p.add_argument(flag(name), action=argparse.BooleanOptionalAction, help=help_text)
+            continue
         if get_origin(kind) is Literal:
             kind, choices = str, get_args(kind)
         elif kind not in (int, float):
             kind = str  # a path, a host, comma-separated origins
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         metavar = None if choices else extra.get("metavar", METAVARS.get(kind, name.upper()))
-        default = "none" if field.default in (None, ()) else field.default
-        help_text = f"{field.description} (default {default}; {env_var(name)})"
         p.add_argument(flag(name), type=kind, choices=choices, metavar=metavar, help=help_text)
     p.set_defaults(func=cmd_serve)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from textgen.server.app import create_app
+def serve_settings(args: argparse.Namespace):
+    """``TEXTGEN_*`` variables, overridden by the flags given to `textgen serve`."""
     from textgen.server.settings import Settings
 
-    settings = Settings.from_env(**{k: getattr(args, k) for k in Settings.model_fields})
-    from textgen.model.checkpoint import default_checkpoint, resolve
+    return Settings.from_env(**{k: v for k, v in vars(args).items() if k in Settings.model_fields})
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from textgen.model.checkpoint import default_checkpoint, resolve
+    from textgen.server.run import serve
+
+    settings = serve_settings(args)
+    settings.keys()  # a missing or empty --api-key-file: one clear line, before loading
     # resolve now: a wrong path is one clear line here, not a traceback inside the server
     path = resolve(settings.checkpoint) if settings.checkpoint else default_checkpoint()
     settings.checkpoint = str(path)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
+    serve(settings)
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from textgen.inference.request import Request, Sample, Sink
 from textgen.inference.sampling import (
     Done,
     Event,
+    Expired,
     Failed,
     GenerationConfig,
     RowParams,
@@ -115,10 +117,16 @@ class Engine:
         sink: Sink | None = None,
         stream: bool = False,
         max_prompt_tokens: int | None = None,
+        rid: str | None = None,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
     ) -> Request:
         """Normalise and encode a prompt the checkpoint's way; raise PromptError if unusable.
 
         A prompt or stop string in the other Chinese script is first converted to the model's.
+        ``rid`` names the request (default ``gen-<n>``). After ``timeout`` seconds generation
+        stops, finish_reason "timeout", text so far kept; a request still waiting for a batch
+        slot after ``queue_timeout`` seconds gets Expired instead.
         """
         script = output_script(config.script, prompt, self.script)
         text = self.normalize(to_model_script(prompt, self.script, self.vocab))
@@ -131,8 +139,9 @@ class Engine:
         stop = tuple(to_model_script(s, self.script, self.vocab) for s in config.stop)
         if stop != config.stop:
             config = dataclasses.replace(config, stop=stop)
+        rid = rid if rid is not None else f"gen-{next(self._ids)}"
         return Request(
-            f"gen-{next(self._ids)}",
+            rid,
             text,
             ids,
             unknown,
@@ -141,6 +150,8 @@ class Engine:
             stream,
             script,
             convert=script != self.script,
+            timeout=timeout,
+            queue_timeout=queue_timeout,
         )
 
     def submit(self, request: Request) -> Request:
@@ -176,6 +187,7 @@ class Engine:
         """Drop cancelled rows, admit waiting requests, advance every active row one token."""
         events: dict[Request, list[Event]] = {}
         self._drop_cancelled(events)
+        self._expire(events)
         prefilled = self._admit(events)  # tokens drawn from the new prompts' prefills
         batch = len(self._active)
         if batch:
@@ -211,6 +223,28 @@ class Engine:
                 s.finish_reason = s.finish_reason or "cancelled"
             self._finish(req, events)
         if gone:
+            self._compact()
+
+    def _expire(self, events: dict[Request, list[Event]]) -> None:
+        """Past their deadlines: waiting requests get Expired, active ones finish "timeout"."""
+        now = time.perf_counter()
+        with self._lock:
+            late = [r for r in self._waiting if r.start_by is not None and now >= r.start_by]
+            for r in late:
+                self._waiting.remove(r)
+                self._in_flight -= 1
+        for req in late:
+            req.finished, req.t_end = True, now
+            events.setdefault(req, []).append(Expired(now - req.t_submit))
+        over = {s.request for s in self._active if now >= (s.request.deadline or math.inf)}
+        for req in over:
+            for s in req.samples:
+                if not s.finish_reason:
+                    s.finish_reason = "timeout"
+                    if req.stream and (chunk := s.take_chunk()) is not None:
+                        events.setdefault(req, []).append(chunk)  # the text held back so far
+            self._finish(req, events)
+        if over:
             self._compact()
 
     def _admit(self, events: dict[Request, list[Event]]) -> int:

@@ -17,6 +17,7 @@ from textgen.data.script import StreamConverter
 from textgen.inference.sampling import (
     Chunk,
     Event,
+    FinishReason,
     GenerationConfig,
     GenerationResult,
     SampleResult,
@@ -40,6 +41,8 @@ class Request:
         stream: bool,
         script: str = "unknown",
         convert: bool = False,
+        timeout: float | None = None,
+        queue_timeout: float | None = None,
     ) -> None:
         self.id, self.prompt, self.ids, self.unknown = rid, prompt, ids, unknown
         self.config, self.sink, self.stream = config, sink, stream
@@ -49,6 +52,10 @@ class Request:
         self.samples: list[Sample] = []
         self.t_submit = time.perf_counter()
         self.t_admit = self.t_first = self.t_end = 0.0
+        # perf_counter deadlines: generation stops at ``deadline`` (finish_reason "timeout");
+        # a request not admitted by ``start_by`` never starts (Expired)
+        self.deadline = None if timeout is None else self.t_submit + timeout
+        self.start_by = None if queue_timeout is None else self.t_submit + queue_timeout
 
     def cancel(self) -> None:
         """Ask the engine to drop this request at its next step (a plain flag: thread-safe)."""
@@ -92,7 +99,7 @@ class Sample:
         self.emitted = 0
         self.logprobs: list[TokenLogprob] = []
         self._lp_sent = 0
-        self.finish_reason: str | None = None
+        self.finish_reason: FinishReason | None = None
 
     def push(self, token: int, piece: str, logprob: TokenLogprob | None) -> None:
         cfg = self.request.config

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from textgen.data.script import SCRIPTS
 from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+
+FinishReason = Literal["length", "stop", "timeout", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,9 @@ def _inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
     return idx.clamp(max=probs.size(-1) - 1)
 
 
-def token_logprobs(log_probs: Tensor, tokens: list[int], configs: Sequence[GenerationConfig],
-                   names: Sequence[str]) -> list[TokenLogprob | None]:  # fmt: skip
+def token_logprobs(
+    log_probs: Tensor, tokens: list[int], configs: Sequence[GenerationConfig], names: Sequence[str]
+) -> list[TokenLogprob | None]:
     """Model log-probabilities of the drawn tokens (B,) and, per row, its top alternatives.
 
     They are the model's own (before temperature and penalties); ``offset`` is filled in by
@@ -236,7 +239,7 @@ class SampleResult:
 
     index: int
     text: str
-    finish_reason: str  # "length" | "stop" | "cancelled"
+    finish_reason: FinishReason  # "timeout": the request's deadline
     tokens: int
     logprobs: list[TokenLogprob] | None = None
 
@@ -262,7 +265,7 @@ class GenerationResult:
         return self.samples[0].text if self.samples else ""
 
     @property
-    def finish_reason(self) -> str:
+    def finish_reason(self) -> FinishReason:
         return self.samples[0].finish_reason if self.samples else "cancelled"
 
     @property
@@ -293,4 +296,11 @@ class Failed:
     message: str
 
 
-Event = Chunk | Done | Failed
+@dataclass
+class Expired:
+    """The request waited for a batch slot past its start deadline and never started."""
+
+    waited_s: float
+
+
+Event = Chunk | Done | Failed | Expired

@@ -14,29 +14,42 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from textgen import __version__
 from textgen.inference.engine import PromptError, QueueFull
 from textgen.inference.generator import TextGenerator
-from textgen.inference.sampling import Chunk, Done, Failed
+from textgen.server import requests
 from textgen.server import responses as out
-from textgen.server.batcher import BatchRunner, EngineError, Handle, ShuttingDown
+from textgen.server.access import ApiKeyMiddleware, RequestIdMiddleware, is_loopback
+from textgen.server.batcher import (
+    BatchRunner,
+    EngineError,
+    Handle,
+    QueueTimeout,
+    ShuttingDown,
+)
 from textgen.server.guard import BodyGuardMiddleware, error
+from textgen.server.logs import REQUEST_ID
 from textgen.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from textgen.server.requests import request_models, to_config
+from textgen.server.requests import JsonRequest, request_models, to_config
 from textgen.server.responses import ErrorResponse
 from textgen.server.settings import Settings
+from textgen.server.streams import (
+    COMPLETION_SSE,
+    GENERATE_SSE,
+    EventStream,
+    completion_events,
+    generate_events,
+)
 
 log = logging.getLogger(__name__)
-SSE = "text/event-stream"
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the body is not UTF-8 JSON (or nested too deep)"},
     413: {"model": ErrorResponse, "description": "request body over max_body_bytes"},
@@ -46,29 +59,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     415: {"model": ErrorResponse, "description": "a Content-Type other than application/json"},
     429: {"model": ErrorResponse, "description": "max_queue requests already in flight; retry"},
-    503: {"model": ErrorResponse, "description": "the server is shutting down"},
+    503: {
+        "model": ErrorResponse,
+        "description": "the server is draining, or the request waited queue_timeout for a slot",
+    },
 }
-
-
-def _streamed(events: list[str] | None, data: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 response: JSON, or Server-Sent Events (one schema per event) when streaming."""
-    props: dict[str, Any] = {"data": {"type": "string", "description": data}}
-    if events:
-        props["event"] = {"type": "string", "enum": events}
-    event = {"type": "object", "properties": props, "required": ["data"]}
-    return {
-        200: {
-            "content": {SSE: {"schema": event}},
-            "description": "JSON, or Server-Sent Events with stream=true",
-        }
-    }
-
-
-GENERATE_SSE = _streamed(
-    ["chunk", "done", "error"],
-    "JSON: chunk {index, text, logprobs}; done: the full response; error {error}",
-)
-COMPLETION_SSE = _streamed(None, "a JSON completion chunk, or [DONE] at the end")
+UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "a missing or unknown API key"}}
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -93,43 +89,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             429, f"server busy: {e}", "rate_limit_error", headers={"Retry-After": "1"}
         ),
         ShuttingDown: lambda r, e: error(503, str(e), "service_unavailable"),
+        QueueTimeout: lambda r, e: error(
+            503, f"server busy: {e}", "service_unavailable", headers={"Retry-After": "1"}
+        ),
         EngineError: lambda r, e: error(500, str(e), "server_error"),
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)
-
-
-def _sse(data: BaseModel, event: str | None = None) -> str:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {data.model_dump_json()}\n\n"
-
-
-async def generate_events(handle: Handle, model: str) -> AsyncIterator[str]:
-    """`/v1/generate` stream: one ``chunk`` event per piece of text, then ``done``."""
-    async for ev in handle.events():
-        if isinstance(ev, Chunk):
-            yield _sse(out.chunk_event(ev), "chunk")
-        elif isinstance(ev, Done):
-            yield _sse(out.generate_response(ev.result, model), "done")
-        elif isinstance(ev, Failed):
-            yield _sse(out.error_event(ev.message), "error")
-
-
-async def completion_events(handle: Handle, model: str, created: int) -> AsyncIterator[str]:
-    """`/v1/completions` stream in OpenAI's shape, ending with ``data: [DONE]``."""
-    rid, base = handle.request.id, len(handle.request.prompt)
-    async for ev in handle.events():
-        if isinstance(ev, Chunk):
-            lps = out.openai_logprobs(ev.logprobs, base)
-            choice = out.CompletionChoice(text=ev.text, index=ev.index, logprobs=lps)
-            yield _sse(out.completion_chunk(rid, model, created, choice))
-        elif isinstance(ev, Done):
-            for s in ev.result.samples:
-                choice = out.CompletionChoice(text="", index=s.index, finish_reason=s.finish_reason)
-                yield _sse(out.completion_chunk(rid, model, created, choice))
-        elif isinstance(ev, Failed):
-            yield _sse(out.error_event(ev.message))
-    yield "data: [DONE]\n\n"
 
 
 def _playground() -> str:
@@ -153,7 +119,9 @@ def _lifespan(settings: Settings, metrics: Metrics):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threads_before = torch.get_num_threads()
-        gen = TextGenerator.from_checkpoint(settings.checkpoint, server_threads(settings.threads))
+        gen = TextGenerator.from_checkpoint(
+            settings.checkpoint, server_threads(settings.threads), settings.precision
+        )
         runner = BatchRunner(
             gen.engine(settings.max_batch, settings.max_queue, metrics.observe_step)
         )
@@ -195,17 +163,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings, metrics),
     )
     app.state.settings, app.state.metrics = settings, metrics
+    keys = settings.keys()
+    if not keys and not is_loopback(settings.host):
+        log.warning(
+            "no API keys and host %s: anyone who reaches this port can generate; "
+            "set TEXTGEN_API_KEYS or --api-key-file",
+            settings.host,
+        )
     _install_error_handlers(app)
-    _add_generation_routes(app, settings)
-    _add_info_routes(app, settings)
+    _add_generation_routes(app, settings, UNAUTHORIZED if keys else {})
+    _add_info_routes(app, settings, UNAUTHORIZED if keys else {})
+    # the last added runs first: metrics, request id, CORS, API keys, body guard, the routes
+    app.add_middleware(BodyGuardMiddleware, limit=settings.max_body_bytes)
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys, metrics=settings.metrics_auth)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
+            expose_headers=["X-Request-Id"],
         )
-    app.add_middleware(BodyGuardMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
     paths = {getattr(r, "path", "") for r in app.routes}
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: paths)
     return app
@@ -216,53 +196,93 @@ def app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
 
 
-def _add_generation_routes(app: FastAPI, settings: Settings) -> None:
+def _submit(request: Request, body: JsonRequest, prompt: str) -> Handle:
+    """Queue a request with its id and deadlines (its own timeout, capped by the server's)."""
+    s: Settings = request.app.state.settings
+    return request.app.state.runner.submit(
+        prompt,
+        to_config(body),
+        body.stream,
+        s.max_prompt_chars,
+        rid=REQUEST_ID.get(),
+        timeout=s.timeout_for(body.timeout),
+        queue_timeout=s.queue_timeout,
+    )
+
+
+def _add_generation_routes(app: FastAPI, settings: Settings, auth: dict) -> None:
     GenerateRequest, CompletionRequest = request_models(settings)
-    limit = settings.max_prompt_chars
 
     @app.post(
         "/v1/generate",
         response_model=out.GenerateResponse,
-        responses={**ERRORS, **GENERATE_SSE},
+        responses={**ERRORS, **auth, **GENERATE_SSE},
         summary="Generate text (JSON or SSE)",
     )
     async def generate(body: GenerateRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """Continue a prompt. With `stream: true`: `chunk` events, then a `done` event."""
-        handle = request.app.state.runner.submit(body.prompt, to_config(body), body.stream, limit)
+        req = cast(requests.GenerateRequest, body)
+        handle = _submit(request, req, req.prompt)
         model = request.app.state.generator.model_id
-        if body.stream:
-            return StreamingResponse(generate_events(handle, model), media_type=SSE)
+        if req.stream:
+            await handle.started(request.receive)  # a 503 is still possible until then
+            return EventStream(generate_events(handle, model), handle)
         return out.generate_response(await handle.result(request.receive), model)
 
     @app.post(
         "/v1/completions",
         response_model=out.CompletionResponse,
-        responses={**ERRORS, **COMPLETION_SSE},
+        responses={**ERRORS, **auth, **COMPLETION_SSE},
         summary="OpenAI-compatible completions",
     )
     async def completions(body: CompletionRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """The OpenAI legacy completions subset, so OpenAI client libraries work unchanged."""
-        handle = request.app.state.runner.submit(body.text, to_config(body), body.stream, limit)
+        req = cast(requests.CompletionRequest, body)
+        handle = _submit(request, req, req.text)
         model, created = request.app.state.generator.model_id, int(time.time())
-        if body.stream:
-            return StreamingResponse(completion_events(handle, model, created), media_type=SSE)
+        if req.stream:
+            await handle.started(request.receive)
+            return EventStream(completion_events(handle, model, created), handle)
         result = await handle.result(request.receive)
         return out.completion_response(result, model, created)
 
 
-def _add_info_routes(app: FastAPI, settings: Settings) -> None:
+def _add_info_routes(app: FastAPI, settings: Settings, auth: dict) -> None:
     @app.get(
         "/health",
         response_model=out.Health,
-        summary="200 once the model is loaded",
         responses={503: ERRORS[503]},
+        summary="Liveness: 200 while the engine thread runs (draining included)",
     )
     async def health(request: Request) -> Any:
-        if request.app.state.runner.closing:
-            return error(503, "shutting down", "service_unavailable")
-        return out.Health(model=request.app.state.generator.model_id)
+        runner = request.app.state.runner
+        if not runner.alive:
+            return error(503, "the generation engine has stopped", "service_unavailable")
+        status: Literal["ok", "draining"] = "draining" if runner.closing else "ok"
+        return out.Health(status=status, model=request.app.state.generator.model_id)
 
-    @app.get("/v1/model", summary="The served model: config, vocabulary, limits, hash, metrics")
+    @app.get(
+        "/ready",
+        response_model=out.Health,
+        responses={503: ERRORS[503]},
+        summary="Readiness: 200 when the model is loaded, the engine runs and no drain",
+    )
+    async def ready(request: Request) -> Any:
+        state = request.app.state
+        runner, gen = getattr(state, "runner", None), getattr(state, "generator", None)
+        if gen is None or runner is None or not runner.alive:
+            return error(
+                503, "not ready: the model or the engine is not running", "service_unavailable"
+            )
+        if runner.closing:
+            return error(503, "not ready: draining before shutdown", "service_unavailable")
+        return out.Health(model=gen.model_id)
+
+    @app.get(
+        "/v1/model",
+        responses=auth,
+        summary="The served model: config, vocabulary, limits, hash, metrics",
+    )
     async def model_info(request: Request) -> dict[str, Any]:
         gen = request.app.state.generator
         return {
@@ -273,7 +293,9 @@ def _add_info_routes(app: FastAPI, settings: Settings) -> None:
             "limits": settings.limits(),
         }
 
-    @app.get("/v1/models", response_model=out.ModelList, summary="OpenAI model list")
+    @app.get(
+        "/v1/models", response_model=out.ModelList, responses=auth, summary="OpenAI model list"
+    )
     async def models(request: Request) -> Any:
         card = out.ModelCard(
             id=request.app.state.generator.model_id, created=request.app.state.created

@@ -13,15 +13,24 @@ field and the value) happens in one place, the request models.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-def error(status: int, message: str, kind: str, param: str | None = None,
-          detail: list | None = None, headers: dict | None = None) -> JSONResponse:  # fmt: skip
+def error(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    detail: list | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
     """The OpenAI-style error body every non-200 answer uses."""
-    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    body: dict[str, Any] = {
+        "error": {"message": message, "type": kind, "param": param, "code": None}
+    }
     if detail is not None:
         body["detail"] = detail
     return JSONResponse(body, status_code=status, headers=headers)
@@ -81,8 +90,8 @@ class BodyGuardMiddleware:
         raw = bytes(body)
         problem = body_problem(headers.get(b"content-type", b"").decode("latin-1"), raw)
         if problem is not None:
-            status, message = problem
-            await error(status, message, "invalid_request_error")(scope, receive, send)
+            status, text = problem
+            await error(status, text, "invalid_request_error")(scope, receive, send)
             return
         await self.app(scope, _replay(raw, receive), send)
 

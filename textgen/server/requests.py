@@ -88,10 +88,18 @@ class JsonRequest(BaseModel):
     """
 
     CORE_NAMES: ClassVar[dict[str, str]] = {}
+    stream: bool = Field(False, description="answer with Server-Sent Events")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds for the whole request, capped by the server's "
+        "request_timeout; then generation stops with finish_reason timeout, text kept",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
     def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None  # a field validator always has one
         kinds = _kinds(cls.model_fields[info.field_name].annotation)
         if not kinds or value is None:
             return value
@@ -131,7 +139,6 @@ class GenerateRequest(JsonRequest):
     logprobs: bool = Field(False, description="return each character's log-probability")
     top_logprobs: int = bounded("top_logprobs", 0, "alternatives per char")
     script: Script = Field("auto", description=SCRIPT_HELP)
-    stream: bool = Field(False, description="answer with Server-Sent Events")
 
     @field_validator("prompt")
     @classmethod
@@ -157,7 +164,6 @@ class CompletionRequest(JsonRequest):
     n: int = bounded("n", 1)
     stop: StopField = None
     seed: int | None = bounded("seed", None)
-    stream: bool = False
     logprobs: int | None = bounded("top_logprobs", None)
     top_k: int = bounded("top_k", 0, "textgen extension")
     repetition_penalty: float = bounded("repetition_penalty", 1.0, "textgen extension")

@@ -10,9 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from textgen.inference.sampling import Chunk, GenerationResult, TokenLogprob
-
-FinishReason = Literal["length", "stop", "cancelled"]
+from textgen.inference.sampling import Chunk, FinishReason, GenerationResult, TokenLogprob
 
 
 class TokenInfo(BaseModel):
@@ -53,7 +51,7 @@ class Timing(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    id: str
+    id: str = Field(description="the request id (X-Request-Id)")
     model: str
     prompt: str = Field(description="the prompt as the model read it: in its script, normalised")
     script: str = Field(description="the script of the text: what auto chose (unknown: as is)")
@@ -85,7 +83,7 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "draining"] = "ok"
     model: str
 
 
@@ -118,7 +116,7 @@ class CompletionChoice(BaseModel):
 class CompletionChunk(BaseModel):
     """One event of a `/v1/completions` stream (OpenAI's shape; no usage)."""
 
-    id: str
+    id: str = Field(description="the request id (X-Request-Id)")
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
@@ -190,10 +188,6 @@ def openai_logprobs(lps: list[TokenLogprob] | None, base: int) -> CompletionLogp
     )
 
 
-def completion_id(rid: str) -> str:
-    return f"cmpl-{rid}"
-
-
 def completion_response(r: GenerationResult, model: str, created: int) -> CompletionResponse:
     base = len(r.prompt)
     choices = [
@@ -210,12 +204,10 @@ def completion_response(r: GenerationResult, model: str, created: int) -> Comple
         completion_tokens=r.completion_tokens,
         total_tokens=r.prompt_tokens + r.completion_tokens,
     )
-    return CompletionResponse(
-        id=completion_id(r.id), created=created, model=model, choices=choices, usage=usage
-    )
+    return CompletionResponse(id=r.id, created=created, model=model, choices=choices, usage=usage)
 
 
 def completion_chunk(
     rid: str, model: str, created: int, choice: CompletionChoice
 ) -> CompletionChunk:
-    return CompletionChunk(id=completion_id(rid), created=created, model=model, choices=[choice])
+    return CompletionChunk(id=rid, created=created, model=model, choices=[choice])
