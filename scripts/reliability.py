@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import signal
 import subprocess
@@ -98,7 +99,8 @@ async def one_stream(
 async def client(url: str, seed: int, drop: bool, seconds: float, tally: Tally) -> None:
     rng = random.Random(seed)
     end = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as http:
+    auth = {"Authorization": f"Bearer {LOAD_KEY}"}  # the load server has API keys on
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), headers=auth) as http:
         while time.monotonic() < end:
             try:
                 await one_stream(http, url, rng, drop, tally)
@@ -115,6 +117,7 @@ async def traffic(url: str, clients: int, seconds: float, seed: int) -> Tally:
     return tally
 
 
+LOAD_KEY = "reliability-load-key"
 IDLE_GAUGES = ("textgen_queue_depth", "textgen_active_sequences", "textgen_requests_in_flight")
 
 
@@ -137,7 +140,9 @@ def server_5xx(url: str) -> int:
 
 def run_load(args: argparse.Namespace) -> dict:
     log = Path(tempfile.mkdtemp(prefix="textgen-load-")) / "serve.log"
-    proc, url = local.spawn(log, *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
+    env = {**os.environ, "TEXTGEN_API_KEYS": LOAD_KEY}  # and every client sends the key
+    flags = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    proc, url = local.spawn(log, *flags, env=env)
     try:
         print(f"load: server pid {proc.pid} at {url}, RSS at start {rss_mb(proc.pid):.0f} MB")
         warm = asyncio.run(traffic(url, args.clients, args.warmup_seconds, seed=1))
@@ -152,6 +157,7 @@ def run_load(args: argparse.Namespace) -> dict:
         rss_after = rss_mb(proc.pid)
         fivexx = server_5xx(url)
         alive = httpx.get(url + "/health", timeout=10).status_code == 200
+        keyless = httpx.post(url + "/v1/generate", json={"prompt": "中国"}, timeout=10).status_code
     finally:
         local.stop(proc)
     growth = rss_after / rss_warm - 1
@@ -170,6 +176,7 @@ def run_load(args: argparse.Namespace) -> dict:
         "rss_after_run_mb": round(rss_after, 1),
         "rss_growth_pct": round(100 * growth, 2),
         "healthy_after": alive,
+        "keyless_request_status": keyless,
     }
     for e in tally.errors[:10]:
         print("load: ERROR", e)
@@ -187,6 +194,7 @@ def run_load(args: argparse.Namespace) -> dict:
         and not any(gauges.values())
         and abs(growth) <= 0.10
         and alive
+        and keyless == 401
         and tally.completed > 0
         and tally.dropped > 0
     )
