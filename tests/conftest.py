@@ -174,11 +174,14 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def textgen_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``textgen_cli(*args, timeout=300, **run_kw)``: `python -m textgen ARGS`, output captured."""
+    """``textgen_cli(*args, timeout=300, python=sys.executable, **run_kw)``: `python -m textgen
+    ARGS`, output captured."""
 
-    def cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    def cli(
+        *args: str, timeout: float = 300, python: str = sys.executable, **kw
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "textgen", *args],
+            [python, "-m", "textgen", *args],
             capture_output=True,
             text=True,
             timeout=timeout,

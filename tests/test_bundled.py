@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -25,29 +23,12 @@ def test_bundled_model_is_found_and_small():
     assert ckpt["tokenizer"]["normalization"]["name"] == "textgen-zh-v1"
 
 
-def test_generate_without_checkpoint_uses_the_bundled_model():
+def test_generate_without_checkpoint_uses_the_bundled_model(textgen_cli):
     env = {k: v for k, v in os.environ.items() if k != "TEXTGEN_CHECKPOINT"}
     if "TEXTGEN_CHECKPOINT" not in os.environ:
         assert default_checkpoint().resolve() == (BUNDLED / "model.pt").resolve()
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "generate",
-            "--prompt",
-            "中国",
-            "--max-new-tokens",
-            "20",
-            "--seed",
-            "1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    args = ["--prompt", "中国", "--max-new-tokens", "20", "--seed", "1", "--json"]
+    run = textgen_cli("generate", *args, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     vocab = set(checkpoint.load(BUNDLED / "model.pt")["tokenizer"]["vocab"]["tokens"])

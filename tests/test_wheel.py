@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_wheel_installs_in_a_fresh_venv_and_trains_with_the_cpp_loops(tmp_path, prepared):
+def test_wheel_installs_in_a_fresh_venv_and_trains_with_the_cpp_loops(
+    tmp_path, prepared, textgen_cli
+):
     dist = tmp_path / "dist"
     subprocess.run(
         [
@@ -76,41 +78,35 @@ def test_wheel_installs_in_a_fresh_venv_and_trains_with_the_cpp_loops(tmp_path, 
     assert where.startswith(purelib), where  # the wheel's copy, not the checkout's
 
     out = tmp_path / "run"
-    run = subprocess.run(
-        [
-            str(py),
-            "-m",
-            "textgen",
-            "train",
-            "--data",
-            str(prepared),
-            "--out",
-            str(out),
-            "--cell",
-            "gru",
-            "--layers",
-            "1",
-            "--hidden-size",
-            "32",
-            "--embed-dim",
-            "16",
-            "--batch-size",
-            "4",
-            "--seq-len",
-            "16",
-            "--max-steps",
-            "6",
-            "--eval-every",
-            "3",
-            "--threads",
-            "1",
-            "--precision",
-            "fp32",
-            "--no-progress",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    run = textgen_cli(
+        "train",
+        "--data",
+        str(prepared),
+        "--out",
+        str(out),
+        "--cell",
+        "gru",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "32",
+        "--embed-dim",
+        "16",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--no-progress",
+        "--json",
+        python=str(py),
         cwd=tmp_path,
         env=env,
         timeout=600,

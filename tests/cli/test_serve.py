@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -13,27 +11,10 @@ from textgen.data.script import detect_text_script
 pytestmark = pytest.mark.slow  # every test here runs the command line as a process
 
 
-def test_cli_generate_streams_then_prints_json(gen, ckpt, generate):
-    args = [
-        "--prompt",
-        "中国",
-        "--max-new-tokens",
-        "25",
-        "--temperature",
-        "0.8",
-        "--top-k",
-        "40",
-        "--seed",
-        "1",
-        "--checkpoint",
-        str(ckpt),
-        "--json",
-    ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "textgen", "generate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_cli_generate_streams_then_prints_json(gen, ckpt, generate, textgen_cli):
+    sampling = ["--max-new-tokens", "25", "--temperature", "0.8", "--top-k", "40", "--seed", "1"]
+    proc = textgen_cli(
+        "generate", "--prompt", "中国", *sampling, "--checkpoint", str(ckpt), "--json", timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)  # the text may hold newlines
@@ -43,29 +24,15 @@ def test_cli_generate_streams_then_prints_json(gen, ckpt, generate):
     assert result["usage"]["completion_tokens"] == 25 and result["finish_reason"] == "length"
 
 
-def test_cli_generate_reports_bad_parameters(ckpt):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "generate",
-            "--prompt",
-            "中国",
-            "--top-p",
-            "2",
-            "--checkpoint",
-            str(ckpt),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_cli_generate_reports_bad_parameters(ckpt, textgen_cli):
+    proc = textgen_cli(
+        "generate", "--prompt", "中国", "--top-p", "2", "--checkpoint", str(ckpt), timeout=120
     )
     # refused while parsing the flags (exit 2, argparse's usage error), before loading a model
     assert proc.returncode == 2 and "top_p must be a number in (0, 1], got 2.0" in proc.stderr
 
 
-def test_cli_generate_script_flag(tmp_path, bundled_checkpoint):
+def test_cli_generate_script_flag(tmp_path, bundled_checkpoint, textgen_cli):
     args = [
         "--prompt",
         "中国",
@@ -75,25 +42,13 @@ def test_cli_generate_script_flag(tmp_path, bundled_checkpoint):
         "20",
         "--seed",
         "2",
-        "--checkpoint",
-        str(bundled_checkpoint),
         "--json",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "textgen", "generate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = textgen_cli("generate", *args, "--checkpoint", str(bundled_checkpoint), timeout=120)
     assert proc.returncode == 0, proc.stderr
     streamed, last = proc.stdout.rstrip("\n").rsplit("\n", 1)
     result = json.loads(last)
     assert result["script"] == "traditional" and streamed == result["text"]
     assert detect_text_script(result["text"]) == "traditional"
-    bad = subprocess.run(
-        [sys.executable, "-m", "textgen", "generate", "--prompt", "中国", "--script", "tw"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = textgen_cli("generate", "--prompt", "中国", "--script", "tw", timeout=120)
     assert bad.returncode == 2 and "--script: invalid choice: 'tw'" in bad.stderr

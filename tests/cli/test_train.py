@@ -1,36 +1,17 @@
 """`textgen train` on the command line: with no flags it applies the defaults rule."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 
 @pytest.mark.slow
-def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(tmp_path, prepared):
+def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(
+    tmp_path, prepared, textgen_cli
+):
     out = tmp_path / "run"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "textgen",
-            "train",
-            "--data",
-            str(prepared),
-            "--out",
-            str(out),
-            "--max-minutes",
-            "0.1",
-            "--threads",
-            "1",
-            "--no-progress",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    flags = ["--max-minutes", "0.1", "--threads", "1", "--no-progress", "--json"]
+    r = textgen_cli("train", "--data", str(prepared), "--out", str(out), *flags, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "defaults (textgen/train/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])

@@ -100,18 +100,24 @@ def can_build() -> bool:
     )
 
 
+def _rnn_model_and_input(cell: str, layers: int) -> tuple[CharLM, torch.Tensor]:
+    """A 16-wide CharLM without dropout (seeded) and embedded inputs (4, 7, 8) requiring grad."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=50, cell=cell, embed_dim=8, hidden_size=16, num_layers=layers, dropout=0.0
+    )
+    model = CharLM(cfg)
+    x = model.embed(torch.randint(0, 50, (4, 7))).detach().requires_grad_()
+    return model, x
+
+
 @pytest.fixture(scope="session")
 def gru_case():
     """``gru_case(layers=3)`` -> (model, x, state): a 16-wide GRU CharLM without dropout,
     embedded inputs (4, 7, 8) and a random state, both requiring grad."""
 
     def gru_case(layers: int = 3):
-        torch.manual_seed(0)
-        cfg = ModelConfig(
-            vocab_size=50, cell="gru", embed_dim=8, hidden_size=16, num_layers=layers, dropout=0.0
-        )
-        model = CharLM(cfg)
-        x = model.embed(torch.randint(0, 50, (4, 7))).detach().requires_grad_()
+        model, x = _rnn_model_and_input("gru", layers)
         state = (torch.randn(layers, 4, 16) * 0.5).requires_grad_()
         return model, x, state
 
@@ -123,12 +129,7 @@ def lstm_case():
     """``lstm_case(layers=3)`` -> (model, x, (h0, c0)): as ``gru_case``, for an LSTM."""
 
     def lstm_case(layers: int = 3):
-        torch.manual_seed(0)
-        cfg = ModelConfig(
-            vocab_size=50, cell="lstm", embed_dim=8, hidden_size=16, num_layers=layers, dropout=0.0
-        )
-        model = CharLM(cfg)
-        x = model.embed(torch.randint(0, 50, (4, 7))).detach().requires_grad_()
+        model, x = _rnn_model_and_input("lstm", layers)
         h0 = (torch.randn(layers, 4, 16) * 0.5).requires_grad_()
         c0 = (torch.randn(layers, 4, 16) * 2).requires_grad_()
         return model, x, (h0, c0)

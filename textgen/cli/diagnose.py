@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from textgen.cli.command import add_command
+
 DESCRIPTION = """\
 Make vanishing and exploding gradients visible.
 
@@ -43,11 +45,11 @@ the gradient with respect to h is measured: for an LSTM, c is held fixed at T-k.
 
 def add_diagnose(sub: argparse._SubParsersAction) -> None:
     """Register `textgen diagnose` on the CLI's subparsers."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "diagnose",
         help="gradient norms through time (vanishing/exploding) and training health",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
     g = p.add_argument_group("models")

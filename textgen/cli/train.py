@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from textgen.cli.command import add_command
 from textgen.fields import flags
 from textgen.model.config import ModelConfig
 from textgen.train.config import TrainConfig
@@ -17,29 +18,27 @@ MODEL_FLAGS = list(flags(ModelConfig))
 TRAIN_FLAGS = list(flags(TrainConfig))
 
 
+DESCRIPTION = (
+    "Train a character language model with stateful truncated BPTT and gradient "
+    "clipping. Writes last.pt, best.pt, metrics.jsonl (loss, grad_norm, clipped, "
+    "val_bpc), config.json and curves.png into --out. Settings come from --config "
+    "(TOML with [model] and [train] tables) and flags; flags win. Whatever neither "
+    "sets is chosen by one measured rule (textgen/train/defaults.py) from the corpus size, "
+    "its vocabulary and the time budget: it prints what it chose and why, and "
+    "config.json records it. With no progress bar (--no-progress, or output to a "
+    "file) a log line comes every 30 s, and each evaluation logs a short sample."
+)
+EPILOG = (
+    "examples:\n"
+    "  textgen train --data data/prepared/pd1998 --out runs/lstm --max-minutes 10\n"
+    "  textgen train --data data/prepared/pd1998 --out runs/lstm --resume\n"
+    "  textgen train --data data/prepared/mine --out runs/mine --init-from default\n"
+    "  torchrun --nproc_per_node=2 -m textgen train --data ... --out runs/ddp\n"
+)
+
+
 def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train an LSTM/GRU/RNN language model",
-        description=(
-            "Train a character language model with stateful truncated BPTT and gradient "
-            "clipping. Writes last.pt, best.pt, metrics.jsonl (loss, grad_norm, clipped, "
-            "val_bpc), config.json and curves.png into --out. Settings come from --config "
-            "(TOML with [model] and [train] tables) and flags; flags win. Whatever neither "
-            "sets is chosen by one measured rule (textgen/train/defaults.py) from the corpus size, "
-            "its vocabulary and the time budget: it prints what it chose and why, and "
-            "config.json records it. With no progress bar (--no-progress, or output to a "
-            "file) a log line comes every 30 s, and each evaluation logs a short sample."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  textgen train --data data/prepared/pd1998 --out runs/lstm --max-minutes 10\n"
-            "  textgen train --data data/prepared/pd1998 --out runs/lstm --resume\n"
-            "  textgen train --data data/prepared/mine --out runs/mine --init-from default\n"
-            "  torchrun --nproc_per_node=2 -m textgen train --data ... --out runs/ddp\n"
-        ),
-    )
+    p = add_command(sub, "train", "train an LSTM/GRU/RNN language model", DESCRIPTION, EPILOG)
     p.add_argument(
         "--data", required=True, metavar="DIR", help="a folder written by `textgen prepare`"
     )

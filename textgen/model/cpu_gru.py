@@ -54,7 +54,7 @@ class GRULayer(torch.autograd.Function):
         ctx.grad_dtypes = (x.dtype, h0.dtype, w_ih.dtype, w_hh.dtype, b_ih.dtype, b_hh.dtype)
         run = _forward_native if native else _forward
         with torch.autocast("cpu", enabled=False):
-            return run(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, dtype)
+            return run(ctx, x, h0, (w_ih, w_hh, b_ih, b_hh), dtype)
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor | None, d_last: Tensor | None):
@@ -63,15 +63,9 @@ class GRULayer(torch.autograd.Function):
 
 
 def _forward_native(
-    ctx: Any,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor,
-    b_hh: Tensor,
-    dt: torch.dtype,
+    ctx: Any, x: Tensor, h0: Tensor, weights: tuple[Tensor, ...], dt: torch.dtype
 ) -> tuple[Tensor, Tensor]:
+    w_ih, w_hh, b_ih, b_hh = weights  # (3H, E), (3H, H), (3H,), (3H,)
     steps, batch, n_in = x.shape
     f32 = torch.float32
     wih, whh = w_ih.to(dt), w_hh.to(dt).contiguous()
@@ -100,28 +94,14 @@ def _backward_native(ctx: Any, d_out: Tensor | None, d_last: Tensor | None) -> t
     dp, dx, db_ih, db_hh, d_h0 = built(cpu_gru_ops(), "GRU").backward(
         d_out, d_last, rz, n, p_n, hs, whh_t, pack(whh_t, batch)
     )
-    n_in = xd.shape[-1]
     dx, dp = dx.view(steps * batch, 3 * h), dp.view(steps * batch, 3 * h)
-    return (
-        torch.mm(dx, wih).view(steps, batch, n_in),  # x
-        d_h0,
-        torch.mm(dx.t(), xd.view(steps * batch, n_in)),  # w_ih
-        torch.mm(dp.t(), hs_d[:-1].reshape(steps * batch, h)),  # w_hh
-        db_ih,
-        db_hh,
-    )
+    return _gradients(dx, dp, d_h0, db_ih, db_hh, xd, wih, hs_d)
 
 
 def _forward(
-    ctx: Any,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor,
-    b_hh: Tensor,
-    dt: torch.dtype,
+    ctx: Any, x: Tensor, h0: Tensor, weights: tuple[Tensor, ...], dt: torch.dtype
 ) -> tuple[Tensor, Tensor]:
+    w_ih, w_hh, b_ih, b_hh = weights
     steps, batch, n_in = x.shape
     h = w_hh.shape[1]
     f32 = torch.float32
@@ -182,16 +162,35 @@ def _backward(ctx: Any, d_out: Tensor | None, d_last: Tensor | None) -> tuple[Te
         carry = torch.addcmul(torch.mm(dhp_all[t], whh), dh, z[t])  # d h_{t-1}
     dxp = dhp_all.clone()  # d(x W_ih + b_ih): same for r and z, n has no reset factor
     dxp[..., 2 * h :] = dh_all * a_n
-    n_in = xd.shape[-1]
     dxp = dxp.view(steps * batch, 3 * h)
     dhp = dhp_all.view(steps * batch, 3 * h)
+    return _gradients(dxp, dhp, carry, dxp.sum(0, dtype=f32), dhp.sum(0, dtype=f32), xd, wih, hs_d)
+
+
+def _gradients(
+    dx: Tensor,
+    dp: Tensor,
+    d_h0: Tensor,
+    db_ih: Tensor,
+    db_hh: Tensor,
+    xd: Tensor,
+    wih: Tensor,
+    hs_d: Tensor,
+) -> tuple[Tensor, ...]:
+    """The gradients of (x, h0, w_ih, w_hh, b_ih, b_hh), for both backward loops.
+
+    ``dx`` and ``dp`` are d(x W_ih + b_ih) and d(h W_hh + b_hh) of every step, (T * B, 3H);
+    ``xd`` (T, B, E) and ``hs_d`` (h_0 .. h_T) are the GEMMs' inputs as the forward saved them.
+    """
+    steps, batch, n_in = xd.shape
+    h = hs_d.shape[-1]
     return (
-        torch.mm(dxp, wih).view(steps, batch, n_in),  # x
-        carry,  # h0
-        torch.mm(dxp.t(), xd.view(steps * batch, n_in)),  # w_ih
-        torch.mm(dhp.t(), hs_d[:-1].reshape(steps * batch, h)),  # w_hh
-        dxp.sum(0, dtype=f32),  # b_ih
-        dhp.sum(0, dtype=f32),  # b_hh
+        torch.mm(dx, wih).view(steps, batch, n_in),  # x
+        d_h0,
+        torch.mm(dx.t(), xd.view(steps * batch, n_in)),  # w_ih
+        torch.mm(dp.t(), hs_d[:-1].reshape(steps * batch, h)),  # w_hh
+        db_ih,
+        db_hh,
     )
 
 

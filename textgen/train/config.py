@@ -46,28 +46,24 @@ class TrainConfig:
     sample_chars: int = opt(60, "characters of the sample logged at each evaluation (0: none)")
 
     def __post_init__(self) -> None:
-        for name in (
-            "batch_size",
-            "seq_len",
-            "eval_every",
-            "save_every",
-            "max_bad_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in (
-            "weight_decay",
-            "clip",
-            "max_minutes",
-            "warmup_steps",
-            "patience",
-            "threads",
-            "max_steps",
-            "log_every_s",
-            "sample_chars",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        at_least = {  # lower bound -> the fields it holds for
+            1: ("batch_size", "seq_len", "eval_every", "save_every", "max_bad_steps"),
+            0: (
+                "weight_decay",
+                "clip",
+                "max_minutes",
+                "warmup_steps",
+                "patience",
+                "threads",
+                "max_steps",
+                "log_every_s",
+                "sample_chars",
+            ),
+        }
+        for low, names in at_least.items():
+            for name in names:
+                if getattr(self, name) < low:
+                    raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.min_lr_ratio <= 1:
