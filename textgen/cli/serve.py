@@ -9,8 +9,8 @@ from typing import Any, Literal, get_args, get_origin
 
 from textgen.cli.command import add_command
 from textgen.data.script import SCRIPTS
-from textgen.inference.decoder import PRECISIONS
 from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+from textgen.inference.limits import DECODE_PRECISIONS as PRECISIONS
 
 GENERATE_HELP = "continue a prompt, streaming characters to the terminal"
 GENERATE_DESCRIPTION = (

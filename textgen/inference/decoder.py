@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgen.hardware import cpu_bf16_pays
+from textgen.inference.limits import DECODE_PRECISIONS
 from textgen.model.charlm import CharLM
 from textgen.model.state import State
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS = DECODE_PRECISIONS
 
 
 def int8_available() -> bool:

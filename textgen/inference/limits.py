@@ -28,6 +28,9 @@ MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 32
 MAX_TOP_LOGPROBS = 5
 MAX_SEED = 2**53 - 1
+# How decode steps may run (textgen.inference.decoder; `--precision` of serve and generate).
+# Here, free of torch, so that the command line can offer them without importing it.
+DECODE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
