@@ -58,6 +58,16 @@ def test_fp32_fast_path_equals_the_model(layers, softmax):
         assert torch.allclose(a.exp().sum(1), torch.ones(4), atol=1e-4)
 
 
+@pytest.mark.parametrize("softmax", ["full", "adaptive"])
+def test_bf16_is_close_to_the_model(softmax):
+    model = _model(2, softmax)
+    ids = torch.randint(1, 300, (4, 12))
+    fast = _run(LSTMDecoder(model, "bf16"), model, ids, 8)
+    plain = _run(ModelDecoder(model), model, ids, 8)
+    for a, b in zip(fast, plain, strict=True):
+        assert (a.exp() - b.exp()).abs().max() < 0.02
+
+
 @needs_int8
 @pytest.mark.parametrize("softmax", ["full", "adaptive"])
 def test_int8_is_close_and_every_row_is_independent_of_the_batch(softmax):
@@ -103,6 +113,9 @@ def test_choice_and_clear_errors():
         assert choose_precision("auto", cpu) == "int8"
     with pytest.raises(ValueError, match="precision must be one of .*got 'int4'"):
         choose_precision("int4", cpu)
+    lstm = _model(1, "full")
+    assert isinstance(make_decoder(lstm, "fp32"), ModelDecoder)  # the model's path is faster
+    assert make_decoder(lstm, "bf16").precision == "bf16"
     gru = _model(1, "full", cell="gru")
     assert isinstance(make_decoder(gru, "auto"), ModelDecoder)  # no fast path for a GRU
     with pytest.raises(ValueError, match="needs an LSTM model on CPU; this one is a gru"):

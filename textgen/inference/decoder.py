@@ -100,6 +100,12 @@ class _Linear:
     def __call__(self, x: Tensor) -> Tensor:
         if self.precision == "int8":
             return self.q(torch.cat([x, self.anchor]))[:-1]
+        if self.precision == "bf16":  # CPU bf16 GEMMs need oneDNN, which decode steps turn off
+            onednn = torch.backends.mkldnn.flags(
+                enabled=True, deterministic=None, allow_tf32=None, fp32_precision=None
+            )
+            with onednn:
+                return F.linear(x.to(self.w.dtype), self.w, self.b).float()
         return F.linear(x.to(self.w.dtype), self.w, self.b).float()
 
 
@@ -255,9 +261,9 @@ def make_decoder(model: CharLM, precision: str = "auto") -> Decoder:
     """The fastest decoder for ``model`` here, or the one ``precision`` names."""
     device = model.embed.weight.device
     chosen = choose_precision(precision, device)
-    if model.config.cell == "lstm" and device.type == "cpu":
+    if model.config.cell == "lstm" and device.type == "cpu" and chosen != "fp32":
         decoder: Decoder = LSTMDecoder(model, chosen)
-    elif precision in ("auto", "fp32"):
+    elif chosen == "fp32" or precision == "auto":  # float32: the model's own path is faster
         decoder = ModelDecoder(model)
     else:
         raise ValueError(
