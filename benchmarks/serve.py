@@ -226,10 +226,7 @@ def decode_bpc(ckpt: Path, data: Path, precision: str) -> float:
     streams, chars = ids[: 32 * n].view(32, n), lengths[: 32 * n].view(32, n)
     decoder = ModelDecoder(model) if precision == "fp32-model" else make_decoder(model, precision)
     nll = 0.0
-    mkldnn_off = torch.backends.mkldnn.flags(
-        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
-    )
-    with torch.inference_mode(), mkldnn_off:
+    with torch.inference_mode():
         state = model.init_state(32)
         for t in range(n - 1):
             logp, state = decoder.step(streams[:, t], state)

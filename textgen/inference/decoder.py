@@ -36,6 +36,17 @@ from textgen.model.state import State
 
 log = logging.getLogger(__name__)
 PRECISIONS = DECODE_PRECISIONS
+# oneDNN has a fixed cost per call but runs long sequences faster: prompts from this length
+# on are prefilled with it; float32 decode steps never use it, bf16 ones always (CPU bf16
+# GEMMs need it). Figures: docs/architecture.md.
+ONEDNN_MIN_PROMPT = 32
+
+
+def onednn(enabled: bool):
+    """oneDNN on or off for a block; only that flag is touched (tf32 flags warn on CPU)."""
+    return torch.backends.mkldnn.flags(
+        enabled=enabled, deterministic=None, allow_tf32=None, fp32_precision=None
+    )
 
 
 def int8_available() -> bool:
@@ -100,12 +111,6 @@ class _Linear:
     def __call__(self, x: Tensor) -> Tensor:
         if self.precision == "int8":
             return self.q(torch.cat([x, self.anchor]))[:-1]
-        if self.precision == "bf16":  # CPU bf16 GEMMs need oneDNN, which decode steps turn off
-            onednn = torch.backends.mkldnn.flags(
-                enabled=True, deterministic=None, allow_tf32=None, fp32_precision=None
-            )
-            with onednn:
-                return F.linear(x.to(self.w.dtype), self.w, self.b).float()
         return F.linear(x.to(self.w.dtype), self.w, self.b).float()
 
 
@@ -190,25 +195,27 @@ class LSTMDecoder:
         return torch.cat(out, dim=1)
 
     @torch.inference_mode()
-    def prefill(self, ids: Tensor, short: bool) -> tuple[Tensor, State]:
+    def prefill(self, ids: Tensor) -> tuple[Tensor, State]:
         """A prompt ids (T,) from the zero state -> (log-probs (1, V) after it, state).
 
         A short prompt runs through the decode steps (cheaper than a call of the fused
         kernel for a few tokens); a long one through the float32 model in one call.
         """
-        if not short:
+        if len(ids) >= ONEDNN_MIN_PROMPT:
             return _model_prefill(self.model, ids)
         state: State = self.model.init_state(1)
         h = state[0][-1]
-        for t in range(len(ids)):
-            h, state = self._recur(ids[t : t + 1], state)
-        return self.log_probs(h), state
+        with onednn(self.precision == "bf16"):
+            for t in range(len(ids)):
+                h, state = self._recur(ids[t : t + 1], state)
+            return self.log_probs(h), state
 
     @torch.inference_mode()
     def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
         """ids (B,) long, state (h, c) each (L, B, H) -> (log-probs (B, V), new state)."""
-        h, new_state = self._recur(ids, state)
-        return self.log_probs(h), new_state
+        with onednn(self.precision == "bf16"):
+            h, new_state = self._recur(ids, state)
+            return self.log_probs(h), new_state
 
     def _recur(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
         """One step of the recurrence: (top layer's h (B, H), new state)."""
@@ -233,8 +240,10 @@ class LSTMDecoder:
 
 
 def _model_prefill(model: CharLM, ids: Tensor) -> tuple[Tensor, State]:
-    features, state = model(ids[None])  # the whole prompt in one call: (1, T, H)
-    return model.log_probs(features[:, -1:])[:, 0], state
+    """The whole prompt in one model call, oneDNN on for a long one."""
+    with onednn(len(ids) >= ONEDNN_MIN_PROMPT):
+        features, state = model(ids[None])  # (1, T, H)
+        return model.log_probs(features[:, -1:])[:, 0], state
 
 
 class ModelDecoder:
@@ -244,14 +253,15 @@ class ModelDecoder:
         self.model, self.precision = model, "fp32"
 
     @torch.inference_mode()
-    def prefill(self, ids: Tensor, short: bool) -> tuple[Tensor, State]:
+    def prefill(self, ids: Tensor) -> tuple[Tensor, State]:
         """A prompt ids (T,) -> (log-probs (1, V) after it, state), in one model call."""
         return _model_prefill(self.model, ids)
 
     @torch.inference_mode()
     def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
-        features, new_state = self.model(ids[:, None], state)  # (B, 1, H)
-        return self.model.log_probs(features)[:, 0], new_state
+        with onednn(False):  # one-token steps are 2-3x faster without it
+            features, new_state = self.model(ids[:, None], state)  # (B, 1, H)
+            return self.model.log_probs(features)[:, 0], new_state
 
 
 Decoder = LSTMDecoder | ModelDecoder

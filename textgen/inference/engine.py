@@ -60,18 +60,6 @@ class PromptError(ValueError):
     """A prompt the model cannot start from (empty after normalisation, too long)."""
 
 
-# oneDNN has a fixed cost per call but runs long sequences faster: prompts from this length
-# on are prefilled with it, decode steps never (figures: docs/architecture.md).
-ONEDNN_MIN_PROMPT = 32
-
-
-def _mkldnn(enabled: bool):
-    # Only the enabled flag is touched (setting the tf32 flags warns on CPU builds).
-    return torch.backends.mkldnn.flags(
-        enabled=enabled, deterministic=None, allow_tf32=None, fp32_precision=None
-    )
-
-
 class Engine:
     """Continuous batching over one model. See the module docstring.
 
@@ -193,8 +181,7 @@ class Engine:
         if batch:
             ids = torch.tensor([s.last for s in self._active])  # (B,)
             assert self._state is not None  # admitted rows always carry a state
-            with _mkldnn(False):
-                logp, self._state = self.decoder.step(ids, self._state)  # (B, V)
+            logp, self._state = self.decoder.step(ids, self._state)  # (B, V)
             self._advance(self._active, logp, events)
             self._compact()
         if self.on_step is not None and (batch or prefilled):
@@ -264,8 +251,7 @@ class Engine:
         req.t_admit = time.perf_counter()
         n = req.config.n
         ids = torch.from_numpy(req.ids)  # (T,)
-        with _mkldnn(len(req.ids) >= ONEDNN_MIN_PROMPT):
-            logp, state = self.decoder.prefill(ids, short=len(req.ids) < ONEDNN_MIN_PROMPT)
+        logp, state = self.decoder.prefill(ids)
         req.samples = [Sample(req, i) for i in range(n)]
         self._advance(req.samples, logp.expand(n, -1), events)  # first token of each sample
         req.t_first = time.perf_counter()
