@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from textgen.model import state as states
-from textgen.model.config import CELLS, SOFTMAXES
+from textgen.model.charlm import CharLM
+from textgen.model.config import CELLS, SOFTMAXES, ModelConfig
 
 ALL = [(c, s) for c in CELLS for s in SOFTMAXES]
 
@@ -134,3 +135,58 @@ def test_batched_step_matches_per_request_steps(cell: str, make, ids, state_tens
 def test_forward_rejects_non_2d_ids(make) -> None:
     with pytest.raises(ValueError, match="ids must be"):
         make()(torch.zeros(5, dtype=torch.long))
+
+
+def test_embedding_dropout_drops_whole_characters_in_training_only() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=20, embed_dim=6, hidden_size=8, num_layers=1, dropout=0.0, embed_dropout=0.5
+    )
+    model = CharLM(cfg).train()
+    ids = torch.arange(20).repeat(3, 4)  # every character at 12 positions
+    torch.manual_seed(1)
+    x = model._embed(ids)  # (3, 80, 6)
+    w = model.embed.weight
+    dropped = set()
+    for pos, i in enumerate(ids[0].tolist()):
+        row = x[0, pos]
+        if torch.count_nonzero(row) == 0:
+            dropped.add(i)
+        else:
+            torch.testing.assert_close(row, w[i] * 2)  # kept rows scaled by 1 / (1 - p)
+    assert 0 < len(dropped) < 20
+    for b in range(3):  # one draw per step: a dropped character is gone everywhere
+        for pos, i in enumerate(ids[b].tolist()):
+            assert (torch.count_nonzero(x[b, pos]) == 0) == (i in dropped)
+    model.eval()
+    assert torch.equal(model._embed(ids), model.embed(ids))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the C++ LSTM loops
+def test_weight_drop_masks_w_hh_only_and_only_in_training(precision: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=30,
+        embed_dim=16,
+        hidden_size=32,
+        num_layers=1,
+        dropout=0.0,
+        weight_drop=0.5,
+        softmax="full",
+    )
+    model = CharLM(cfg).train()
+    plain = CharLM(ModelConfig(**{**cfg.to_dict(), "weight_drop": 0.0})).train()
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 30, (4, 12), generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        torch.manual_seed(2)
+        feats, _ = model(ids)
+        model.loss(feats, ids).backward()
+    g_hh, g_ih = model.rnn.weight_hh_l0.grad, model.rnn.weight_ih_l0.grad
+    zeros = (g_hh == 0).float().mean().item()
+    assert 0.4 < zeros < 0.6  # 4,096 weights, half of them masked for the whole step
+    assert (g_ih == 0).float().mean().item() < 0.05  # W_ih is not masked
+    model.eval()
+    plain.eval()
+    with torch.no_grad():  # evaluation uses the full W_hh: the model without weight drop
+        assert torch.equal(model(ids)[0], plain(ids)[0])

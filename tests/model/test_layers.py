@@ -64,3 +64,20 @@ def test_dropout_follows_the_seed_and_bf16() -> None:
     assert not torch.equal(a, drop(x))
     with pytest.raises(ValueError, match="dropout must be in"):
         Dropout(1.0)
+
+
+def test_locked_dropout_shares_one_mask_across_time() -> None:
+    torch.manual_seed(2)
+    drop = Dropout(0.4, locked=True)
+    x = torch.ones(64, 50, 32, requires_grad=True)  # (B, T, D)
+    y = drop(x)
+    assert torch.equal(y, y[:, :1].expand_as(y))  # every step has its sequence's mask
+    zeros = (y[:, 0] == 0).float().mean().item()
+    assert abs(zeros - 0.4) < 0.04  # 2,048 draws
+    assert not torch.equal(y[0, 0], y[1, 0])  # masks differ between sequences
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the mask
+    assert drop.eval()(x) is x
+    # a 2-D input has no time axis: one draw per element, as without `locked`
+    flat = Dropout(0.4, locked=True).train()(torch.ones(200, 50))
+    assert not torch.equal(flat, flat[:1].expand_as(flat))

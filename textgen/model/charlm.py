@@ -46,7 +46,9 @@ class CharLM(nn.Module):
             dropout=c.dropout if c.num_layers > 1 else 0.0,  # CPU training uses ours instead
             batch_first=True,
         )
-        self.drop = Dropout(c.dropout)
+        self.drop = Dropout(c.dropout, locked=c.dropout_mask == "locked")
+        self.embed_drop = Dropout(c.embed_dropout)  # whole rows of the embedding table
+        self.weight_drop = Dropout(c.weight_drop)  # DropConnect on W_hh
         self.decoder: nn.Linear | None = None
         self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
         if c.softmax == "full":
@@ -86,14 +88,25 @@ class CharLM(nn.Module):
         """ids (B, T) long -> features (B, T, H) after dropout, new state (L, B, H)."""
         if ids.dim() != 2:
             raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
-        x = self.drop(self.embed(ids))  # (B, T, E)
-        r = recurrent.route(self.rnn, self.config.cell, x, self.training)
+        x = self.drop(self._embed(ids))  # (B, T, E)
+        weight_drop = self.weight_drop if self.weight_drop.active else None
+        r = recurrent.route(self.rnn, self.config.cell, x, self.training, weight_drop is not None)
         if r.backend == "torch":
             out, new_state = self.rnn(x, state)
         else:
             start = state if state is not None else self.init_state(ids.size(0), x.device)
-            out, new_state = recurrent.run(self.rnn, self.config.cell, x, start, self.drop, r)
+            out, new_state = recurrent.run(
+                self.rnn, self.config.cell, x, start, self.drop, r, weight_drop
+            )
         return self.drop(out), self._to_param_dtype(new_state)
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        """Embedding lookup; in training with embedding dropout, a character's whole row is
+        dropped (for every position it occurs at in this step), the others scaled up."""
+        if not self.embed_drop.active:
+            return self.embed(ids)
+        w = self.embed.weight
+        return F.embedding(ids, w * self.embed_drop.mask((w.size(0), 1), w.dtype, w.device))
 
     def _to_param_dtype(self, state: State) -> State:
         # Under autocast LSTM/RNN return bf16 state; keep carried state in float32.

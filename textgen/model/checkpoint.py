@@ -131,7 +131,23 @@ def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state_dict.values() if t.is_floating_point())
 
 
-TRAINING_ONLY = ("optimizer", "scaler", "rng", "hidden_state", "data_position", "health")
+TRAINING_ONLY = (
+    "optimizer",
+    "scaler",
+    "rng",
+    "hidden_state",
+    "data_position",
+    "health",
+    "averaged_model",
+    "averaged_updates",
+)
+
+
+def inference_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights to generate, evaluate, export and fine-tune with: the averaged ones of a
+    run trained with --ema, else the model's own."""
+    averaged: dict[str, torch.Tensor] | None = ckpt.get("averaged_model")
+    return averaged if averaged is not None else ckpt["model"]
 
 
 def export_inference(src: str | Path, dst: str | Path, half: bool = True) -> dict[str, Any]:
@@ -145,10 +161,10 @@ def export_inference(src: str | Path, dst: str | Path, half: bool = True) -> dic
         for k, v in ckpt.items()
         if k not in TRAINING_ONLY and k not in ("format", "format_version")
     }
-    if half:
-        out["model"] = {
-            k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
-        }
+    weights = inference_weights(ckpt)
+    out["model"] = {
+        k: v.half() if half and v.is_floating_point() else v for k, v in weights.items()
+    }
     out["kind"] = "inference"
     out["exported_from"] = {"path": str(resolve(src)), "sha256": sha256(resolve(src)), "half": half}
     save(out, dst)
@@ -184,6 +200,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ch
     """A model, its vocabulary and the checkpoint dict, from a checkpoint file or run folder."""
     ckpt = load(path)
     model = CharLM(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.load_state_dict({k: v.float() for k, v in inference_weights(ckpt).items()})
     model.to(device).eval()
     return model, Vocab.from_dict(ckpt["tokenizer"]["vocab"]), ckpt

@@ -12,6 +12,7 @@ from textgen.fields import opt
 
 CELLS = ("lstm", "gru", "rnn")
 SOFTMAXES = ("full", "adaptive")
+DROPOUT_MASKS = ("element", "locked")
 DEFAULT_CUTOFFS = (500, 2000)
 ADAPTIVE_DIV_VALUE = 4.0  # tail cluster i projects to hidden_size / 4**(i+1) dims
 
@@ -42,6 +43,16 @@ class ModelConfig:
     hidden_size: int = opt(512, "recurrent hidden size")
     num_layers: int = opt(2, "recurrent layers")
     dropout: float = opt(0.1, "dropout on embeddings, between layers and on outputs")
+    dropout_mask: str = opt(
+        "element",
+        "element | locked (one mask per sequence, shared by all time steps: AWD-LSTM's variational dropout)",
+    )
+    embed_dropout: float = opt(
+        0.0, "drop whole characters' embeddings with this probability, one draw per step"
+    )
+    weight_drop: float = opt(
+        0.0, "DropConnect on the recurrent weights W_hh (AWD-LSTM), one mask per step"
+    )
     tie_weights: bool = False
     forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation")
     softmax: str = opt("full", "full | adaptive (faster for a ~5k vocabulary)")
@@ -53,8 +64,13 @@ class ModelConfig:
             _check_positive_int(name, getattr(self, name))
         _check_choice("cell", self.cell, CELLS)
         _check_choice("softmax", self.softmax, SOFTMAXES)
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _check_choice("dropout_mask", self.dropout_mask, DROPOUT_MASKS)
+        for name in ("dropout", "embed_dropout", "weight_drop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.forget_bias, (int, float)) or not math.isfinite(self.forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
         if self.bidirectional:

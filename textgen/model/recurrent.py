@@ -47,8 +47,14 @@ class Route:
     reason: str
 
 
-def route(rnn: nn.RNNBase, cell: str, x: Tensor, training: bool) -> Route:
-    """The backend for running ``rnn`` on ``x`` now (autocast and grad mode included)."""
+def route(
+    rnn: nn.RNNBase, cell: str, x: Tensor, training: bool, weight_drop: bool = False
+) -> Route:
+    """The backend for running ``rnn`` on ``x`` now (autocast and grad mode included).
+
+    ``weight_drop``: the recurrent weights get a DropConnect mask this step, so the stack
+    must run from weights handed in (textgen's loops, or torch._VF one layer at a time).
+    """
     place = "other"
     if training and x.device.type == "cpu" and torch.is_grad_enabled() and rnn.bias:
         place = "cpu-train"
@@ -62,14 +68,26 @@ def route(rnn: nn.RNNBase, cell: str, x: Tensor, training: bool) -> Route:
     cpu_training = training and x.device.type == "cpu"
     if backend == "torch" and cpu_training and rnn.num_layers > 1 and rnn.dropout > 0:
         backend, reason = "torch_layers", "CPU training with dropout between layers"
+    if backend == "torch" and weight_drop:
+        backend, reason = "torch_layers", "DropConnect on W_hh: weights handed in per layer"
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision)
     return Route(backend, dtype if backend in ("cpp_lstm", "gru_loops") else None, reason)
 
 
 def run(
-    rnn: nn.RNNBase, cell: str, x: Tensor, state: State, drop: Dropout, r: Route
+    rnn: nn.RNNBase,
+    cell: str,
+    x: Tensor,
+    state: State,
+    drop: Dropout,
+    r: Route,
+    weight_drop: Dropout | None = None,
 ) -> tuple[Tensor, State]:
-    """Run the stack on ``x`` (B, T, E) from ``state`` through backend ``r``."""
+    """Run the stack on ``x`` (B, T, E) from ``state`` through backend ``r``.
+
+    ``drop`` runs between layers; ``weight_drop`` (if given) masks each layer's W_hh
+    (DropConnect, AWD-LSTM): one mask for the whole step, gradients flow to the kept weights.
+    """
     if r.backend == "torch":
         return rnn(x, state)
     n_layers = rnn.num_layers
@@ -79,6 +97,10 @@ def run(
         if layer:
             x = drop(x)
         weights: list[Tensor] = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]  # type: ignore[assignment]
+        if weight_drop is not None:  # [w_ih, w_hh, b_ih, b_hh]: mask W_hh
+            w_hh = weights[1]
+            weights = [weights[0], w_hh * weight_drop.mask(w_hh.shape, w_hh.dtype, w_hh.device)]
+            weights += rnn._flat_weights[layer * per_layer + 2 : (layer + 1) * per_layer]  # type: ignore[arg-type]
         args = (weights, rnn.bias, 1, 0.0, True, False, True)  # 1 layer, train, batch-first
         if r.backend == "cpp_lstm" and isinstance(state, tuple) and r.dtype is not None:
             xt = x.transpose(0, 1)  # time-major inside; the transposes are views

@@ -25,6 +25,10 @@ class TrainConfig:
     schedule: str = opt("cosine", "cosine | linear | constant decay after warm-up")
     min_lr_ratio: float = opt(0.1, "the decay ends at lr times this")
     clip: float = opt(1.0, "max global gradient norm; 0 turns clipping off")
+    ema: float = opt(
+        0.0,
+        "weight averaging: evaluate, keep and export an exponential moving average of the weights with this decay, e.g. 0.999 (0: off)",
+    )
     max_steps: int = opt(0, "stop after this many steps (default: no step limit)")
     max_minutes: float = opt(
         0.0,
@@ -66,6 +70,8 @@ class TrainConfig:
                     raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.precision not in PRECISIONS:

@@ -12,7 +12,7 @@ base model did. New rows are initialised by one rule:
   "average" token of its cluster rather than a random one.
 
 The architecture comes from the base checkpoint: a model flag that disagrees is an error
-(dropout, a regulariser, may change).
+(the regularisers in MAY_CHANGE may change).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from textgen.model import checkpoint
 from textgen.model.charlm import CharLM
 from textgen.model.config import ModelConfig
 
-MAY_CHANGE = ("dropout",)
+MAY_CHANGE = ("dropout", "dropout_mask", "embed_dropout", "weight_drop")  # regularisers
 
 
 def plan(
@@ -53,7 +53,7 @@ def plan(
         d["cutoffs"] = list(base_cfg.resolved_cutoffs())
     d.update({k: v for k, v in model_settings.items() if k in MAY_CHANGE})
     cfg = ModelConfig.from_dict({**d, "vocab_size": len(vocab)})
-    state = extend_state(ckpt["model"], CharLM(cfg), base_vocab, vocab)
+    state = extend_state(checkpoint.inference_weights(ckpt), CharLM(cfg), base_vocab, vocab)
     origin = {
         "path": str(resolved),
         "sha256": checkpoint.sha256(resolved),

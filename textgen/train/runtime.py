@@ -1,4 +1,5 @@
-"""Where and how a run computes: precision, data-parallel ranks (torchrun), stop signals."""
+"""Where and how a run computes: precision, data-parallel ranks (torchrun), stop signals,
+the optimizer."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from textgen.hardware import cpu_bf16_pays
+from textgen.train.config import TrainConfig
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -91,3 +94,17 @@ def install_signal_handlers(on_signal: Callable[[str], None]) -> Callable[[], No
             signal.signal(s, h)
 
     return restore
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (fused: one kernel over all parameters, about twice as fast on CPU), or plain SGD.
+
+    Adam divides each step by the running gradient size, so a huge gradient does not make a
+    huge step; plain SGD steps in proportion to the gradient, which is where clipping is what
+    keeps an unstable run alive (see docs/gradients.md).
+    """
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from textgen import __version__
+from textgen.model.config import ModelConfig
 from textgen.train.config import lr_at
 from textgen.train.runlog import truncate_metrics
 
@@ -68,14 +69,26 @@ def capture(t: Trainer, val_bpc: float | None = None) -> dict[str, Any]:
         "evals_since_best": t.evals_since_best,
         "health": asdict(t.health),
         "precision": t.precision,
+        **averaged_weights(t),
     }
+
+
+def averaged_weights(t: Trainer) -> dict[str, Any]:
+    """The weight average's entries of a checkpoint (none without --ema)."""
+    if t.average is None:
+        return {}
+    return {"averaged_model": t.average.state_dict(), "averaged_updates": t.average.updates}
 
 
 def restore(t: Trainer, ckpt: dict[str, Any], path: Path) -> None:
     """Put trainer ``t`` back where ``ckpt`` (read from ``path``) left off."""
-    if ckpt["model_config"] != t.model_cfg.to_dict():
+    if ModelConfig.from_dict(ckpt["model_config"]) != t.model_cfg:
         raise ValueError(f"{path} was trained with another model config; use a new --out")
     t.model.load_state_dict(ckpt["model"])
+    if t.average is not None:  # a run that starts averaging on resume starts from its weights
+        t.average.load_state_dict(
+            ckpt.get("averaged_model") or ckpt["model"], ckpt.get("averaged_updates", 0)
+        )
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["rng"]["torch"])

@@ -30,6 +30,7 @@ from textgen.model import state as states
 from textgen.model.charlm import CharLM
 from textgen.model.config import ModelConfig
 from textgen.train import snapshot
+from textgen.train.averaging import WeightAverage, averaged
 from textgen.train.config import TrainConfig, lr_at
 from textgen.train.progress import Reporter, describe_limits, sample_text
 from textgen.train.runlog import MetricsWriter
@@ -37,25 +38,12 @@ from textgen.train.runtime import (
     agree,
     init_distributed,
     install_signal_handlers,
+    make_optimizer,
     resolve_precision,
 )
 from textgen.train.snapshot import Health
 
 log = logging.getLogger(__name__)
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (fused: one kernel over all parameters, about twice as fast on CPU), or plain SGD.
-
-    Adam divides each step by the running gradient size, so a huge gradient does not make a
-    huge step; plain SGD steps in proportion to the gradient, which is where clipping is what
-    keeps an unstable run alive (see docs/gradients.md).
-    """
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-    )
 
 
 class _WithLoss(nn.Module):
@@ -117,6 +105,7 @@ class Trainer:
 
             self.net = DistributedDataParallel(self.net)
         self.optimizer = make_optimizer(self.model, cfg)
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.batcher = StreamBatcher(
             self.corpus.split("train"),
@@ -195,6 +184,8 @@ class Trainer:
         if finite or self.precision == "fp16":
             self.scaler.step(self.optimizer)  # fp16: the scaler itself skips inf steps
             self.scaler.update()
+        if finite and self.average is not None:
+            self.average.update()
         if finite:
             self.state = states.detach(state)
         else:  # a non-finite state would poison every later step: start the streams afresh
@@ -231,13 +222,16 @@ class Trainer:
         )
 
     def _eval_row(self, row: dict[str, Any]) -> float:
-        """Evaluate into ``row`` (val_bpc, val_bits_per_token at word level, a sample)."""
-        r = self.evaluate()
+        """Evaluate into ``row`` (val_bpc, val_bits_per_token at word level, a sample); with
+        --ema, of the averaged weights."""
+        with averaged(self.average):
+            r = self.evaluate()
+            if self.cfg.sample_chars and self.dist.main:
+                row["sample"] = self.sample()
         row["val_bpc"] = r["bpc"]
         if self.vocab.level != "char":
             row["val_bits_per_token"] = r["bits_per_token"]
-        if self.cfg.sample_chars and self.dist.main:
-            row["sample"] = self.sample()
+        if "sample" in row:
             log.info("step %d sample: %s", self.step, row["sample"].replace("\n", "⏎"))
         self._after_eval(r["bpc"])
         return r["bpc"]

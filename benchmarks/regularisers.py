@@ -1,0 +1,107 @@
+"""The #16 levers at equal time: the bundled model's recipe, then with each lever, then all.
+
+Every variant is `textgen train --config checkpoints/default/train.toml --max-minutes BUDGET`
+plus its flags (a separate process each, one after the other, alone on the machine: two
+trainings side by side halve each other's steps). The rate decays over the budget in every
+variant, so each is a complete short run of the same recipe. The interpolated Kneser-Ney
+7-gram (`textgen baseline`) on the same split is printed beside them.
+
+    python benchmarks/regularisers.py [--data data/prepared/pd1998] [--minutes 15]
+        [--variants base,ema,awd,embed,all] [--out runs/regularisers]
+
+Levers (AWD-LSTM, Merity et al. 2017, and Polyak averaging):
+  ema    --ema D: evaluate and export an exponential moving average of the weights
+  awd    --dropout-mask locked --weight-drop P: one dropout mask per sequence, and
+         DropConnect on the recurrent weights W_hh
+  embed  --embed-dropout P: drop whole characters' embedding rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from train_quality import run_json  # a sibling script: python benchmarks/regularisers.py
+
+RECIPE = "checkpoints/default/train.toml"
+VARIANTS = {
+    "base": [],
+    "ema": ["--ema", "0.998"],
+    "awd": ["--dropout-mask", "locked", "--weight-drop", "0.2"],
+    "embed": ["--embed-dropout", "0.1"],
+    "all": [
+        "--ema",
+        "0.998",
+        "--dropout-mask",
+        "locked",
+        "--weight-drop",
+        "0.2",
+        "--embed-dropout",
+        "0.1",
+    ],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default="data/prepared/pd1998")
+    ap.add_argument("--minutes", type=float, default=15.0, help="training budget per variant")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, in order")
+    ap.add_argument("--out", default="runs/regularisers", help="where the run folders go")
+    args = ap.parse_args()
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    textgen = [sys.executable, "-m", "textgen"]
+    kn, _ = run_json([*textgen, "baseline", "--data", args.data, "--json"])
+    rows = {}
+    for name in names:
+        cmd = [
+            *textgen, "train", "--config", RECIPE, "--data", args.data,
+            "--out", f"{args.out}/{name}", *VARIANTS[name],
+            "--max-minutes", str(args.minutes), "--no-progress", "--json",
+        ]  # fmt: skip
+        result, secs = run_json(cmd)
+        rows[name] = {
+            "flags": " ".join(VARIANTS[name]) or "(the recipe as it is)",
+            "val_bpc": result["val_bpc"],
+            "best_val_bpc": result["best_val_bpc"],
+            "steps": result["step"],
+            "seconds": round(secs, 1),
+        }
+        print(f"{name}: {json.dumps(rows[name])}", flush=True)
+    print(f"\nvalidation bits/char after {args.minutes:g} minutes each ({RECIPE}, alone)")
+    print(f"{'variant':<8} {'val BPC':>8} {'best':>8} {'steps':>7}  flags")
+    print(f"{'7-gram':<8} {kn['val_bpc']:>8.4f}")
+    for name, r in rows.items():
+        print(
+            f"{name:<8} {r['val_bpc']:>8.4f} {r['best_val_bpc']:>8.4f} {r['steps']:>7}  {r['flags']}"
+        )
+    base = rows.get("base")
+    print(
+        json.dumps(
+            {
+                "minutes": args.minutes,
+                "kn7_val_bpc": round(kn["val_bpc"], 4),
+                **{f"{n}_val_bpc": round(r["best_val_bpc"], 4) for n, r in rows.items()},
+                **{f"{n}_steps": r["steps"] for n, r in rows.items()},
+                **(
+                    {
+                        f"{n}_minus_base": round(r["best_val_bpc"] - base["best_val_bpc"], 4)
+                        for n, r in rows.items()
+                        if n != "base"
+                    }
+                    if base
+                    else {}
+                ),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
