@@ -14,6 +14,8 @@ Levers (AWD-LSTM, Merity et al. 2017, and Polyak averaging):
   awd    --dropout-mask locked --weight-drop P: one dropout mask per sequence, and
          DropConnect on the recurrent weights W_hh
   embed  --embed-dropout P: drop whole characters' embedding rows
+  tied   --tie-weights: the output layer shares the embedding matrix; that needs a full
+         softmax and embedding width = hidden size (768), so it is not in "all"
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ VARIANTS = {
         "--embed-dropout",
         "0.1",
     ],
+    "tied": ["--tie-weights", "--softmax", "full", "--embed-dim", "768"],
 }
 
 
@@ -49,7 +52,9 @@ def main() -> None:
     )
     ap.add_argument("--data", default="data/prepared/pd1998")
     ap.add_argument("--minutes", type=float, default=15.0, help="training budget per variant")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, in order")
+    ap.add_argument(
+        "--variants", default="base,ema,awd,embed,all", help="comma-separated, in order"
+    )
     ap.add_argument("--out", default="runs/regularisers", help="where the run folders go")
     args = ap.parse_args()
     names = args.variants.split(",")
