@@ -99,8 +99,8 @@ def run(
         weights: list[Tensor] = rnn._flat_weights[layer * per_layer : (layer + 1) * per_layer]  # type: ignore[assignment]
         if weight_drop is not None:  # [w_ih, w_hh, b_ih, b_hh]: mask W_hh
             w_hh = weights[1]
-            weights = [weights[0], w_hh * weight_drop.mask(w_hh.shape, w_hh.dtype, w_hh.device)]
-            weights += rnn._flat_weights[layer * per_layer + 2 : (layer + 1) * per_layer]  # type: ignore[arg-type]
+            mask = weight_drop.mask(w_hh.shape, w_hh.dtype, w_hh.device)
+            weights = [weights[0], w_hh * mask, *weights[2:]]
         args = (weights, rnn.bias, 1, 0.0, True, False, True)  # 1 layer, train, batch-first
         if r.backend == "cpp_lstm" and isinstance(state, tuple) and r.dtype is not None:
             xt = x.transpose(0, 1)  # time-major inside; the transposes are views

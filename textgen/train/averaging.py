@@ -31,6 +31,11 @@ class WeightAverage:
         self.params = list(model.parameters())  # tied parameters once
         self.avg = [p.detach().clone() for p in self.params]
         self.updates = 0
+        # state-dict key -> its parameter's average (a tied parameter under each of its keys)
+        by_id = {id(p): a for p, a in zip(self.params, self.avg, strict=True)}
+        self._by_key = {
+            k: by_id[id(v)] for k, v in model.state_dict(keep_vars=True).items() if id(v) in by_id
+        }
 
     @torch.no_grad()
     def update(self) -> None:
@@ -40,18 +45,15 @@ class WeightAverage:
 
     def state_dict(self) -> dict[str, Tensor]:
         """The model's state dict with every parameter replaced by its average."""
-        by_id = {id(p): a for p, a in zip(self.params, self.avg, strict=True)}
         return {
-            k: by_id.get(id(v), v).detach().clone()
+            k: self._by_key.get(k, v).detach().clone()
             for k, v in self.model.state_dict(keep_vars=True).items()
         }
 
     @torch.no_grad()
     def load_state_dict(self, weights: dict[str, Tensor], updates: int) -> None:
-        by_id = {id(p): a for p, a in zip(self.params, self.avg, strict=True)}
-        for k, v in self.model.state_dict(keep_vars=True).items():
-            if id(v) in by_id:
-                by_id[id(v)].copy_(weights[k])
+        for k, a in self._by_key.items():
+            a.copy_(weights[k])
         self.updates = updates
 
     @contextmanager

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from textgen import __version__
+from textgen.model import checkpoint
 from textgen.model.config import ModelConfig
 from textgen.train.config import lr_at
 from textgen.train.runlog import truncate_metrics
@@ -87,7 +88,7 @@ def restore(t: Trainer, ckpt: dict[str, Any], path: Path) -> None:
     t.model.load_state_dict(ckpt["model"])
     if t.average is not None:  # a run that starts averaging on resume starts from its weights
         t.average.load_state_dict(
-            ckpt.get("averaged_model") or ckpt["model"], ckpt.get("averaged_updates", 0)
+            checkpoint.inference_weights(ckpt), ckpt.get("averaged_updates", 0)
         )
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scaler.load_state_dict(ckpt["scaler"])
