@@ -40,3 +40,15 @@ def test_generate_without_checkpoint_uses_the_bundled_model(textgen_cli):
     assert result["usage"]["completion_tokens"] == choices[0]["tokens"] and result["timing"]
     assert 0 < len(text) <= 20 and set(text) <= vocab
     assert run.stdout.startswith(text)  # streamed to the terminal first, then the JSON line
+
+
+def test_bundled_recipe_is_the_one_that_made_the_model():
+    """train.toml (what scripts/default_model.sh trains) matches the config the model was trained with."""
+    import tomllib
+
+    recipe = tomllib.loads((BUNDLED / "train.toml").read_text(encoding="utf-8"))
+    ckpt = checkpoint.load(BUNDLED / "model.pt")
+    for table, used in (("model", ckpt["model_config"]), ("train", ckpt["train_config"])):
+        differs = {k: (v, used.get(k)) for k, v in recipe[table].items() if used.get(k) != v}
+        assert not differs, f"train.toml [{table}] differs from the bundled model's: {differs}"
+    assert ckpt["data"]["path"] == "data/prepared/pd1998"
