@@ -15,8 +15,11 @@ text" table gives the figures with their commands. What was measured:
 * learning rate 6e-3 with 50 warm-up steps: best of a 300-step sweep; decays (cosine) over the
   budget to 0.1 of its peak.
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
-  decay to 0.05: the bundled model's 70-minute recipe (dropout 0.4 was worse at 768 and 1024
-  units; see checkpoints/default/README.md).
+  decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
+  and 1024 units; see checkpoints/default/README.md). The current bundled model adds locked
+  dropout, weight drop and weight averaging (``--dropout-mask locked --weight-drop 0.2 --ema
+  0.999``) at 120 minutes; the rule leaves them off: at 12 minutes they cost more than they
+  saved, and between 30 and 120 minutes, or on other corpora, they are not measured yet.
 * dropout: 0.1, raised to 0.25 once the budget buys more than OVERFIT_PASSES passes over the
   training text (the bundled model saw 19.5 passes; its training loss ended 0.6 bits under its
   validation loss with 0.2).
