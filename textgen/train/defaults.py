@@ -21,8 +21,8 @@ text" table gives the figures with their commands. What was measured:
   0.999``) at 120 minutes; the rule leaves them off: at 12 minutes they cost more than they
   saved, and between 30 and 120 minutes, or on other corpora, they are not measured yet.
 * dropout: 0.1, raised to 0.25 once the budget buys more than OVERFIT_PASSES passes over the
-  training text (the bundled model saw 19.5 passes; its training loss ended 0.6 bits under its
-  validation loss with 0.2).
+  training text (the previous bundled model saw 19.5 passes; its training loss ended 0.6
+  bits under its validation loss with 0.2).
 * fine-tuning (``--init-from``): the base model's architecture; lr 5e-4 with 20 warm-up
   steps. Fine-tuning the bundled model on 98k characters of 2013 news for 5 minutes
   (`benchmarks/finetune.py`): lr 5e-4 5.904 validation BPC, 2e-3 6.141, 6e-3 6.792; the
