@@ -13,10 +13,11 @@ def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(
     flags = ["--max-minutes", "0.1", "--threads", "1", "--no-progress", "--json"]
     r = textgen_cli("train", "--data", str(prepared), "--out", str(out), *flags, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "defaults (textgen/train/defaults.py" in r.stdout and "1x512 LSTM" in r.stdout
+    assert "defaults (textgen/train/defaults.py" in r.stdout and "1x640 LSTM" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["stop_reason"] == "max_minutes"  # no hidden step cap
     config = json.loads((out / "config.json").read_text())
-    assert config["train"]["max_steps"] == 0 and config["model"]["hidden_size"] == 512
+    assert config["train"]["max_steps"] == 0 and config["model"]["hidden_size"] == 640
+    assert config["train"]["seq_len"] == 64  # a short time budget: BPTT chunks of 64
     assert config["defaults"]["reasons"] and config["defaults"]["overridden_by_user"] == []
     assert "limits: 0.1 minutes (time budget; no step limit)" in r.stderr

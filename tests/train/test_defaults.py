@@ -9,14 +9,18 @@ def test_rule_follows_budget_corpus_and_vocabulary():
         "cell": "lstm",
         "num_layers": 1,
         "embed_dim": 256,
-        "hidden_size": 512,
+        "hidden_size": 640,
         "softmax": "adaptive",
         "dropout": 0.1,
     }
     assert short.train["lr"] == 6e-3 and short.train["warmup_steps"] == 50
+    # short time budgets take BPTT chunks of 64 (more updates); long ones and step budgets 128
+    assert short.train["seq_len"] == 64 and short.train["batch_size"] == 32
+    assert defaults.choose(1_700_000, 4689, 29.9).train["seq_len"] == 64
+    assert defaults.choose(1_700_000, 4689, 0).train["seq_len"] == 128
     long = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=70)
     assert long.model["hidden_size"] == 768 and long.model["dropout"] == 0.25
-    assert long.train["lr"] == 4e-3
+    assert long.train["lr"] == 4e-3 and long.train["seq_len"] == 128
     # a small corpus seen many times over in the budget gets more dropout
     small = defaults.choose(train_chars=100_000, vocab_size=1500, minutes=5)
     assert small.model["dropout"] == 0.25 and small.model["softmax"] == "full"

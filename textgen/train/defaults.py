@@ -9,11 +9,26 @@ text" table gives the figures with their commands. What was measured:
 * cell: LSTM. Equal 10-minute runs on the 1998 corpus: LSTM 5.61, GRU 5.72, plain RNN 6.12
   validation BPC (`benchmarks/train_quality.py`).
 * one layer: 1x512 makes ~1.5x the steps of 2x512 in the same time and learns as much per
-  step (10 minutes: 5.69 vs 5.92).
+  step (10 minutes: 5.69 vs 5.92). Its width under LONG_BUDGET_MIN: 640 units (SHORT_HIDDEN).
+  5 minutes on the 1998 corpus at seq 64 (AMD EPYC bf16): 384 units 5.7320, 512 5.7159 /
+  5.7130, 640 5.6955. Earlier, at seq 128: 384 units (lr 8e-3) 5.7663 against 512's
+  5.7229 in 5 minutes (AMD, 2026-12-02); the 768-unit long recipe 5.7356 against 512's 5.6209
+  in 15 minutes (Intel Xeon, fp32).
 * softmax: adaptive once the vocabulary has two tail clusters (> 2,000 ids): ~2x the
   throughput of a full softmax at ~5k ids, same quality per step.
 * learning rate 6e-3 with 50 warm-up steps: best of a 300-step sweep; decays (cosine) over the
   budget to 0.1 of its peak.
+* BPTT chunks of 64 characters under LONG_BUDGET_MIN minutes (128 otherwise): the same
+  chars/s in twice the updates. 5 minutes on the 1998 corpus (AMD EPYC, bf16, 2026-12-04,
+  each run alone; seeds 1234 (the default) and 2): seq 128 5.7856 / 5.7801 validation BPC
+  (1,321 / 1,441 steps), seq 64 5.7159 / 5.7130 (2,689 / 2,801). Neighbours were worse: seq
+  32 5.7663 (4,401 steps), seq 64 with batch 16 5.7762 (4,201), with lr 8e-3 5.7256, with 384
+  units 5.7320 (3,895 steps); with 640 units **5.6955** (2,023), the 7-gram's 5.6973 beaten:
+  the short-budget size (below). 15 minutes, same day: 512 units at seq 128 5.5706 (4,510
+  steps), the rule's 640 at seq 64 5.5317 (6,049; `benchmarks/defaults.py`). On the Tang
+  poems (2.95M characters, 9,061 ids) 5 minutes of 512 at seq 128 did better, 7.1291 (1,257
+  steps) against 7.1818 (1,601): there evaluation of the 3x larger validation split every 200
+  steps takes ~29% of the 5 minutes at seq 64 (see the README).
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
   decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
   and 1024 units; see checkpoints/default/README.md). The current bundled model adds locked
@@ -40,11 +55,14 @@ DEFAULT_MINUTES = 15.0  # the budget when neither --max-minutes nor --max-steps 
 LONG_BUDGET_MIN = 30.0
 OVERFIT_PASSES = 12.0
 ADAPTIVE_MIN_VOCAB = 2001
+SHORT_SEQ_LEN = 64  # BPTT length under a budget shorter than LONG_BUDGET_MIN
+SHORT_HIDDEN = 640  # units under a budget shorter than LONG_BUDGET_MIN
 # Training characters per second of the chosen shapes on the 2-core CPU (fp32: it has no
 # AMX), batch 32 x 128, used only to estimate passes over the data: medians of steps 10-60
 # of `textgen train --data data/prepared/pd1998 --max-steps 60` (13.3k for 1x512, 7.3k for
-# 1x768 with --hidden-size 768).
-EST_CHARS_PER_S = {512: 13_300.0, 768: 7_300.0}
+# 1x768 with --hidden-size 768). 640 units: the 512 figure times the ratio of the medians
+# of the 5-minute bf16 runs at seq 64 (15.9k chars/s for 640 against 21.2k for 512).
+EST_CHARS_PER_S = {512: 13_300.0, 640: 10_000.0, 768: 7_300.0}
 
 
 @dataclass
@@ -68,13 +86,13 @@ def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
     """Model and training settings for a corpus and a budget (0: a step budget only)."""
     c = Choice()
     long = minutes >= LONG_BUDGET_MIN
-    hidden = 768 if long else 512
+    hidden = 768 if long else SHORT_HIDDEN
     c.model = {"cell": "lstm", "num_layers": 1, "embed_dim": 256, "hidden_size": hidden}
     c.reasons.append(
         f"1x{hidden} LSTM: {'a long' if long else 'a short'} budget ({minutes:g} min; "
         f"{LONG_BUDGET_MIN:g}+ gets the 70-minute recipe's 768 units)"
         if minutes
-        else "1x512 LSTM: no time budget given (step limit only)"
+        else f"1x{hidden} LSTM: no time budget given (step limit only)"
     )
     adaptive = vocab_size >= ADAPTIVE_MIN_VOCAB
     c.model["softmax"] = "adaptive" if adaptive else "full"
@@ -91,13 +109,24 @@ def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
             f"in {minutes:g} min ({'>' if dropout > 0.1 else '<='} {OVERFIT_PASSES:g} passes"
             f"{' or a long budget' if long else ''})"
         )
+    short_bptt = 0 < minutes < LONG_BUDGET_MIN
     c.train = {
         "batch_size": 32,
-        "seq_len": 128,
+        "seq_len": SHORT_SEQ_LEN if short_bptt else 128,
         "lr": 4e-3 if long else 6e-3,
         "warmup_steps": 100 if long else 50,
         "min_lr_ratio": 0.05 if long else 0.1,
     }
+    c.reasons.append(
+        f"batch 32 x {c.train['seq_len']} characters: "
+        + (
+            f"a budget under {LONG_BUDGET_MIN:g} min buys more updates from BPTT chunks of "
+            f"{SHORT_SEQ_LEN} (twice the steps of 128 at the same chars/s)"
+            if short_bptt
+            else "BPTT chunks of 128"
+            + (f" ({LONG_BUDGET_MIN:g}+ min)" if minutes else " (a step limit, not a time budget)")
+        )
+    )
     c.reasons.append(
         f"lr {c.train['lr']:g}, {c.train['warmup_steps']} warm-up steps, cosine decay to "
         f"{c.train['min_lr_ratio']:g} of it over the budget"
