@@ -26,10 +26,11 @@ text" table gives the figures with their commands. What was measured:
   units 5.7320 (3,895 steps); with 640 units **5.6955** (2,023), the 7-gram's 5.6973 beaten:
   the short-budget size (below), with the default seed; with --seed 2 it made 5.7863
   (1,933 steps), with --seed 3 5.7053 (2,121): 640 over 512 is not settled across seeds.
-  15 minutes, same day: 512 units at seq 128 5.5706 (4,510 steps), the rule's 640 at seq 64 5.5317 (6,049; `benchmarks/defaults.py`). On the Tang
-  poems (2.95M characters, 9,061 ids) 5 minutes of 512 at seq 128 did better, 7.1291 (1,257
-  steps) against 7.1818 (1,601): there evaluation of the 3x larger validation split every 200
-  steps takes ~29% of the 5 minutes at seq 64 (see the README).
+  15 minutes, same day: 512 units at seq 128 5.5706 (4,510 steps), the rule's 640 at seq 64
+  5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters, 9,061
+  ids) 5 minutes of 512 at seq 128 did better, 7.1291 (1,257 steps) against 7.1818
+  (1,601): there evaluation of the 3x larger validation split every 200 steps takes ~29%
+  of the 5 minutes at seq 64 (see the README).
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
   decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
   and 1024 units; see checkpoints/default/README.md). The current bundled model adds locked
