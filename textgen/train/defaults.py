@@ -9,11 +9,10 @@ text" table gives the figures with their commands. What was measured:
 * cell: LSTM. Equal 10-minute runs on the 1998 corpus: LSTM 5.61, GRU 5.72, plain RNN 6.12
   validation BPC (`benchmarks/train_quality.py`).
 * one layer: 1x512 makes ~1.5x the steps of 2x512 in the same time and learns as much per
-  step (10 minutes: 5.69 vs 5.92). Its width under LONG_BUDGET_MIN: 640 units (SHORT_HIDDEN).
-  5 minutes on the 1998 corpus at seq 64 (AMD EPYC bf16): 384 units 5.7320, 512 5.7159 /
-  5.7130, 640 5.6955. Earlier, at seq 128: 384 units (lr 8e-3) 5.7663 against 512's
-  5.7229 in 5 minutes (AMD, 2026-12-02); the 768-unit long recipe 5.7356 against 512's 5.6209
-  in 15 minutes (Intel Xeon, fp32).
+  step (10 minutes: 5.69 vs 5.92). Its width under LONG_BUDGET_MIN: 640 units (SHORT_HIDDEN),
+  from the 5-minute runs at seq 64 in the BPTT item below. Earlier, at seq 128: 384 units
+  (lr 8e-3) 5.7663 against 512's 5.7229 in 5 minutes (AMD, 2026-12-02); the 768-unit long
+  recipe 5.7356 against 512's 5.6209 in 15 minutes (Intel Xeon, fp32).
 * softmax: adaptive once the vocabulary has two tail clusters (> 2,000 ids): ~2x the
   throughput of a full softmax at ~5k ids, same quality per step.
 * learning rate 6e-3 with 50 warm-up steps: best of a 300-step sweep; decays (cosine) over the
@@ -24,7 +23,7 @@ text" table gives the figures with their commands. What was measured:
   (1,321 / 1,441 steps), seq 64 5.7159 / 5.7130 (2,689 / 2,801). Neighbours were worse: seq
   32 5.7663 (4,401 steps), seq 64 with batch 16 5.7762 (4,201), with lr 8e-3 5.7256, with 384
   units 5.7320 (3,895 steps); with 640 units **5.6955** (2,023), the 7-gram's 5.6973 beaten:
-  the short-budget size (below), with the default seed; with --seed 2 it made 5.7863
+  the short-budget width (above), with the default seed; with --seed 2 it made 5.7863
   (1,933 steps), with --seed 3 5.7053 (2,121): 640 over 512 is not settled across seeds.
   15 minutes, same day: 512 units at seq 128 5.5706 (4,510 steps), the rule's 640 at seq 64
   5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters, 9,061
@@ -119,16 +118,16 @@ def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
         "warmup_steps": 100 if long else 50,
         "min_lr_ratio": 0.05 if long else 0.1,
     }
-    c.reasons.append(
-        f"batch 32 x {c.train['seq_len']} characters: "
-        + (
+    if short_bptt:
+        why = (
             f"a budget under {LONG_BUDGET_MIN:g} min buys more updates from BPTT chunks of "
             f"{SHORT_SEQ_LEN} (twice the steps of 128 at the same chars/s)"
-            if short_bptt
-            else "BPTT chunks of 128"
-            + (f" ({LONG_BUDGET_MIN:g}+ min)" if minutes else " (a step limit, not a time budget)")
         )
-    )
+    elif minutes:
+        why = f"BPTT chunks of 128 ({LONG_BUDGET_MIN:g}+ min)"
+    else:
+        why = "BPTT chunks of 128 (a step limit, not a time budget)"
+    c.reasons.append(f"batch {c.train['batch_size']} x {c.train['seq_len']} characters: {why}")
     c.reasons.append(
         f"lr {c.train['lr']:g}, {c.train['warmup_steps']} warm-up steps, cosine decay to "
         f"{c.train['min_lr_ratio']:g} of it over the budget"
