@@ -19,5 +19,6 @@ def test_train_with_no_flags_uses_the_rule_and_a_time_budget_alone_ends_it(
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["max_steps"] == 0 and config["model"]["hidden_size"] == 640
     assert config["train"]["seq_len"] == 64  # a short time budget: BPTT chunks of 64
+    assert config["train"]["eval_every"] == 400  # a small validation split: 819,200 chars
     assert config["defaults"]["reasons"] and config["defaults"]["overridden_by_user"] == []
     assert "limits: 0.1 minutes (time budget; no step limit)" in r.stderr

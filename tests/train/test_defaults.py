@@ -11,13 +11,16 @@ def test_rule_follows_budget_corpus_and_vocabulary():
         "embed_dim": 256,
         "hidden_size": 640,
         "softmax": "adaptive",
-        "dropout": 0.1,
+        "dropout": 0.0,  # ~1.8 estimated passes over the text: too few to overfit
     }
     assert short.train["lr"] == 6e-3 and short.train["warmup_steps"] == 50
     # short time budgets take BPTT chunks of 64 (more updates); long ones and step budgets 128
     assert short.train["seq_len"] == 64 and short.train["batch_size"] == 32
     assert defaults.choose(1_700_000, 4689, 29.9).train["seq_len"] == 64
-    assert defaults.choose(1_700_000, 4689, 0).train["seq_len"] == 128
+    assert defaults.choose(1_700_000, 4689, 15).model["dropout"] == 0.1  # ~5.3 passes
+    step_only = defaults.choose(1_700_000, 4689, 0)
+    assert step_only.train["seq_len"] == 128 and step_only.model["hidden_size"] == 512
+    assert step_only.model["dropout"] == 0.1
     long = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=70)
     assert long.model["hidden_size"] == 768 and long.model["dropout"] == 0.25
     assert long.train["lr"] == 4e-3 and long.train["seq_len"] == 128
@@ -34,3 +37,20 @@ def test_user_values_win_and_are_reported():
     assert model["hidden_size"] == 128 and train["lr"] == 1e-3
     assert model["cell"] == "lstm" and train["warmup_steps"] == 50
     assert sorted(overridden) == ["hidden_size", "lr"]
+
+
+def test_evaluation_cadence_follows_characters_and_validation_size():
+    # a small validation split: every 819,200 training characters, whatever the BPTT length
+    short = defaults.choose(1_700_000, 4689, 5, val_chars=50_000)
+    assert short.train["eval_every"] == 400 and short.train["save_every"] == 400
+    long = defaults.choose(1_700_000, 4689, 70, val_chars=50_000)
+    assert long.train["eval_every"] == 200 and long.train["save_every"] == 200
+    # a large one: every 10x its characters, so scoring it stays a small share of the time;
+    # saving keeps the character cadence
+    big_val = defaults.choose(2_950_000, 9061, 5, val_chars=305_636)
+    assert big_val.train["eval_every"] == round(3_056_360 / (32 * 64))
+    assert big_val.train["save_every"] == 400
+    assert any("validation every 1492 steps" in r for r in big_val.reasons)
+    # an explicit flag still wins
+    train = {"eval_every": 50}
+    assert defaults.apply(big_val, {}, train) == ["eval_every"] and train["eval_every"] == 50

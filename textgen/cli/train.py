@@ -132,7 +132,8 @@ def _train_plan(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, dict]:
     else:
         train_chars = corpus.meta["splits"]["train"].get("chars") or len(corpus.split("train"))
         minutes = defaults.budget_minutes(train_d)
-        choice = defaults.choose(train_chars, len(corpus.vocab), minutes)
+        val_chars = corpus.meta["splits"]["val"].get("chars") or len(corpus.split("val"))
+        choice = defaults.choose(train_chars, len(corpus.vocab), minutes, val_chars)
         overridden = defaults.apply(choice, model_d, train_d)
         model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **model_d})
     notes = {"defaults": {**choice.to_dict(), "overridden_by_user": overridden}}

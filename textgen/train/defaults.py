@@ -1,16 +1,17 @@
 """What `textgen train` does when no model or training flag says otherwise: one rule, here.
 
-The rule turns three facts into settings: the training split's size in characters, the
-vocabulary size, and the time budget. Every branch comes from runs on the 2-core CPU these
-tools are built on; `benchmarks/defaults.py` re-measures
-the result against the 7-gram and against hand-tuned runs, and the README's "Train on your own
-text" table gives the figures with their commands. What was measured:
+The rule turns four facts into settings: the sizes of the training and validation splits in
+characters, the vocabulary size, and the time budget. Every branch comes from runs on the
+2-core CPU these tools are built on; `benchmarks/defaults.py` re-measures the result against
+the 7-gram and against hand-tuned runs, and the README's "Train on your own text" table gives
+the figures with their commands. What was measured:
 
 * cell: LSTM. Equal 10-minute runs on the 1998 corpus: LSTM 5.61, GRU 5.72, plain RNN 6.12
   validation BPC (`benchmarks/train_quality.py`).
 * one layer: 1x512 makes ~1.5x the steps of 2x512 in the same time and learns as much per
   step (10 minutes: 5.69 vs 5.92). Its width under LONG_BUDGET_MIN: 640 units (SHORT_HIDDEN),
-  from the 5-minute runs at seq 64 in the BPTT item below. Earlier, at seq 128: 384 units
+  from the 5-minute runs at seq 64 in the BPTT item below; with only a step limit, 512
+  (STEP_HIDDEN), the width measured at seq 128 before it. Earlier, at seq 128: 384 units
   (lr 8e-3) 5.7663 against 512's 5.7229 in 5 minutes (AMD, 2026-12-02); the 768-unit long
   recipe 5.7356 against 512's 5.6209 in 15 minutes (Intel Xeon, fp32).
 * softmax: adaptive once the vocabulary has two tail clusters (> 2,000 ids): ~2x the
@@ -29,16 +30,27 @@ text" table gives the figures with their commands. What was measured:
   5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters, 9,061
   ids) 5 minutes of 512 at seq 128 did better, 7.1291 (1,257 steps) against 7.1818
   (1,601): there evaluation of the 3x larger validation split every 200 steps takes ~29%
-  of the 5 minutes at seq 64 (see the README).
+  of the 5 minutes at seq 64 (see the evaluation item).
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
   decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
   and 1024 units; see checkpoints/default/README.md). The current bundled model adds locked
   dropout, weight drop and weight averaging (``--dropout-mask locked --weight-drop 0.2 --ema
   0.999``) at 120 minutes; the rule leaves them off: at 12 minutes they cost more than they
   saved, and between 30 and 120 minutes, or on other corpora, they are not measured yet.
-* dropout: 0.1, raised to 0.25 once the budget buys more than OVERFIT_PASSES passes over the
-  training text (the previous bundled model saw 19.5 passes; its training loss ended 0.6
-  bits under its validation loss with 0.2).
+* dropout: none when the budget buys at most FEW_PASSES (estimated) passes over the training
+  text, 0.1 up to OVERFIT_PASSES, 0.25 beyond (the previous bundled model saw 19.5 passes;
+  its training loss ended 0.6 bits under its validation loss with 0.2). 5 minutes on the
+  1998 corpus (~1.8 estimated passes; AMD EPYC, bf16, 2026-12-04, each run alone, 1x640 at
+  seq 64, evaluation every 454 steps): dropout 0 with seeds 1234 / 2 / 3 made 5.6853 /
+  5.6905 / 5.6761 (1,948 / 2,145 / 2,205 steps), all under the 7-gram's 5.6973; dropout 0.1
+  made 5.6955 / 5.7820 / 5.7053 (seed 2 evaluated here every 454 steps, the others every
+  200): 0.044 worse on average and 6x the spread. (At 512 units and seq 128, 2026-12-02:
+  dropout 0 5.7189 against 0.1's 5.7229.) Between 2.5 and 12 passes dropout 0 is not
+  measured.
+* evaluation every EVAL_VAL_MULTIPLE x the validation split's characters, at least every
+  EVAL_CHARS training characters (200 steps of 32 x 128, the old fixed cadence); last.pt
+  every EVAL_CHARS. At a fixed 200 steps, chunks of 64 evaluated twice as often, and the
+  poems' 305k-character validation split took ~29% of a 5-minute run.
 * fine-tuning (``--init-from``): the base model's architecture; lr 5e-4 with 20 warm-up
   steps. Fine-tuning the bundled model on 98k characters of 2013 news for 5 minutes
   (`benchmarks/finetune.py`): lr 5e-4 5.904 validation BPC, 2e-3 6.141, 6e-3 6.792; the
@@ -54,16 +66,23 @@ from typing import Any
 
 DEFAULT_MINUTES = 15.0  # the budget when neither --max-minutes nor --max-steps is given
 LONG_BUDGET_MIN = 30.0
-OVERFIT_PASSES = 12.0
+OVERFIT_PASSES = 12.0  # more estimated passes over the training text: dropout 0.25
+FEW_PASSES = 2.5  # this many or fewer: no dropout (between the two: 0.1)
 ADAPTIVE_MIN_VOCAB = 2001
 SHORT_SEQ_LEN = 64  # BPTT length under a budget shorter than LONG_BUDGET_MIN
 SHORT_HIDDEN = 640  # units under a budget shorter than LONG_BUDGET_MIN
+STEP_HIDDEN = 512  # units when only a step limit is given (no time budget to plan for)
+# Evaluate every EVAL_VAL_MULTIPLE times the validation split's characters, and at least every
+# EVAL_CHARS (200 steps of 32 x 128); save last.pt every EVAL_CHARS. Scoring runs at roughly
+# twice the training chars/s, so evaluation then costs about 5% of the time.
+EVAL_CHARS = 819_200
+EVAL_VAL_MULTIPLE = 10
 # Training characters per second of the chosen shapes on the 2-core CPU (fp32: it has no
 # AMX), batch 32 x 128, used only to estimate passes over the data: medians of steps 10-60
 # of `textgen train --data data/prepared/pd1998 --max-steps 60` (13.3k for 1x512, 7.3k for
 # 1x768 with --hidden-size 768). 640 units: the 512 figure times the ratio of the medians
 # of the 5-minute bf16 runs at seq 64 (15.9k chars/s for 640 against 21.2k for 512).
-EST_CHARS_PER_S = {512: 13_300.0, 640: 10_000.0, 768: 7_300.0}
+EST_CHARS_PER_S = {STEP_HIDDEN: 13_300.0, SHORT_HIDDEN: 10_000.0, 768: 7_300.0}
 
 
 @dataclass
@@ -83,11 +102,14 @@ def budget_minutes(train: dict[str, Any]) -> float:
     return float(train.get("max_minutes") or 0.0)
 
 
-def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
-    """Model and training settings for a corpus and a budget (0: a step budget only)."""
+def choose(train_chars: int, vocab_size: int, minutes: float, val_chars: int = 0) -> Choice:
+    """Model and training settings for a corpus and a budget (0: a step budget only).
+
+    ``val_chars``, the validation split's size, sets how often the run evaluates.
+    """
     c = Choice()
     long = minutes >= LONG_BUDGET_MIN
-    hidden = 768 if long else SHORT_HIDDEN
+    hidden = 768 if long else SHORT_HIDDEN if minutes else STEP_HIDDEN
     c.model = {"cell": "lstm", "num_layers": 1, "embed_dim": 256, "hidden_size": hidden}
     c.reasons.append(
         f"1x{hidden} LSTM: {'a long' if long else 'a short'} budget ({minutes:g} min; "
@@ -102,14 +124,19 @@ def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
         f"({'>=' if adaptive else '<'} {ADAPTIVE_MIN_VOCAB:,})"
     )
     passes = EST_CHARS_PER_S[hidden] * minutes * 60 / max(train_chars, 1)
-    dropout = 0.25 if long or passes > OVERFIT_PASSES else 0.1
+    if long or passes > OVERFIT_PASSES:
+        dropout, why = 0.25, f"> {OVERFIT_PASSES:g} passes{' or a long budget' if long else ''}"
+    elif minutes and passes <= FEW_PASSES:
+        dropout, why = 0.0, f"<= {FEW_PASSES:g} passes: too few to overfit"
+    else:
+        dropout, why = 0.1, f"{FEW_PASSES:g} to {OVERFIT_PASSES:g} passes"
     c.model["dropout"] = dropout
-    if minutes:
-        c.reasons.append(
-            f"dropout {dropout}: ~{passes:.1f} passes over {train_chars:,} training characters "
-            f"in {minutes:g} min ({'>' if dropout > 0.1 else '<='} {OVERFIT_PASSES:g} passes"
-            f"{' or a long budget' if long else ''})"
-        )
+    c.reasons.append(
+        f"dropout {dropout:g}: ~{passes:.1f} passes over {train_chars:,} training "
+        f"characters in {minutes:g} min ({why})"
+        if minutes
+        else f"dropout {dropout:g}: no time budget to estimate passes over the data from"
+    )
     short_bptt = 0 < minutes < LONG_BUDGET_MIN
     c.train = {
         "batch_size": 32,
@@ -131,6 +158,16 @@ def choose(train_chars: int, vocab_size: int, minutes: float) -> Choice:
     c.reasons.append(
         f"lr {c.train['lr']:g}, {c.train['warmup_steps']} warm-up steps, cosine decay to "
         f"{c.train['min_lr_ratio']:g} of it over the budget"
+    )
+    step_chars = c.train["batch_size"] * c.train["seq_len"]
+    eval_chars = max(EVAL_CHARS, EVAL_VAL_MULTIPLE * val_chars)
+    c.train["eval_every"] = max(1, round(eval_chars / step_chars))
+    c.train["save_every"] = max(1, round(EVAL_CHARS / step_chars))
+    c.reasons.append(
+        f"validation every {c.train['eval_every']} steps (~{eval_chars:,} training characters: "
+        f"the larger of {EVAL_CHARS:,} and {EVAL_VAL_MULTIPLE}x the {val_chars:,}-character "
+        f"validation split, so scoring it takes ~5% of the time); last.pt every "
+        f"{c.train['save_every']} steps ({EVAL_CHARS:,} characters)"
     )
     return c
 
