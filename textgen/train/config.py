@@ -34,8 +34,14 @@ class TrainConfig:
         0.0,
         "time budget in minutes; the learning rate decays over it and the defaults are chosen for it (default 15 when no --max-steps is given)",
     )
-    eval_every: int = opt(200, "validation BPC every N steps")
-    save_every: int = opt(200, "write last.pt every N steps")
+    eval_every: int = opt(
+        200,
+        "validation BPC every N steps (default: the defaults rule's, about every 10x the validation split's characters; 200 when fine-tuning)",
+    )
+    save_every: int = opt(
+        200,
+        "write last.pt every N steps (default: the defaults rule's, every 819,200 training characters; 200 when fine-tuning)",
+    )
     patience: int = opt(0, "stop after N evaluations without improvement (0: off)")
     max_bad_steps: int = opt(5, "non-finite steps in a row before stopping")
     seed: int = opt(1234, "seed for initialisation and dropout")

@@ -24,19 +24,21 @@ the figures with their commands. What was measured:
   (1,321 / 1,441 steps), seq 64 5.7159 / 5.7130 (2,689 / 2,801). Neighbours were worse: seq
   32 5.7663 (4,401 steps), seq 64 with batch 16 5.7762 (4,201), with lr 8e-3 5.7256, with 384
   units 5.7320 (3,895 steps); with 640 units **5.6955** (2,023), the 7-gram's 5.6973 beaten:
-  the short-budget width (above), with the default seed; with --seed 2 it made 5.7863
-  (1,933 steps), with --seed 3 5.7053 (2,121): 640 over 512 is not settled across seeds.
-  15 minutes, same day: 512 units at seq 128 5.5706 (4,510 steps), the rule's 640 at seq 64
-  5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters, 9,061
-  ids) 5 minutes of 512 at seq 128 did better, 7.1291 (1,257 steps) against 7.1818
-  (1,601): there evaluation of the 3x larger validation split every 200 steps takes ~29%
-  of the 5 minutes at seq 64 (see the evaluation item).
+  the short-budget width (above), all with dropout 0.1; with --seed 2 it made 5.7863
+  (1,933 steps), with --seed 3 5.7053 (2,121): the spread that no dropout removes (the
+  dropout item). 15 minutes, same day: 512 units at seq 128 5.5706 (4,510 steps), 640 at
+  seq 64 5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters,
+  9,061 ids), 5 minutes: 512 at seq 128 7.1291 (1,257 steps); 640 at seq 64 7.1818 (1,601)
+  evaluating every 200 steps, 7.0990 (2,008) every 1,492 (the evaluation item), and with
+  no dropout too (the rule as it is) 7.0829 (1,860).
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
   decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
   and 1024 units; see checkpoints/default/README.md). The current bundled model adds locked
   dropout, weight drop and weight averaging (``--dropout-mask locked --weight-drop 0.2 --ema
   0.999``) at 120 minutes; the rule leaves them off: at 12 minutes they cost more than they
-  saved, and between 30 and 120 minutes, or on other corpora, they are not measured yet.
+  saved (0.116 bits), at the 120-minute run's 19,826 steps (~48 passes) they saved ~0.10
+  (the model card's GPU screen), and in between, or on other corpora, where they start to
+  pay is not measured yet.
 * dropout: none when the budget buys at most FEW_PASSES (estimated) passes over the training
   text, 0.1 up to OVERFIT_PASSES, 0.25 beyond (the previous bundled model saw 19.5 passes;
   its training loss ended 0.6 bits under its validation loss with 0.2). 5 minutes on the
@@ -50,7 +52,10 @@ the figures with their commands. What was measured:
 * evaluation every EVAL_VAL_MULTIPLE x the validation split's characters, at least every
   EVAL_CHARS training characters (200 steps of 32 x 128, the old fixed cadence); last.pt
   every EVAL_CHARS. At a fixed 200 steps, chunks of 64 evaluated twice as often, and the
-  poems' 305k-character validation split took ~29% of a 5-minute run.
+  poems' 305k-character validation split took ~29% of a 5-minute run. `benchmarks/defaults.py`
+  with this rule (2026-12-04): 1998 corpus 5.6962 / 5.5328 at 5 / 15 minutes (5.6735 in a
+  rerun of the 5 minutes alone), poems 7.0829 / 6.8353; with dropout 0.1 and evaluation
+  every 200 steps the same morning: 5.6934 / 5.5317 and 7.1818 / 6.8826.
 * fine-tuning (``--init-from``): the base model's architecture; lr 5e-4 with 20 warm-up
   steps. Fine-tuning the bundled model on 98k characters of 2013 news for 5 minutes
   (`benchmarks/finetune.py`): lr 5e-4 5.904 validation BPC, 2e-3 6.141, 6e-3 6.792; the
