@@ -33,6 +33,11 @@ def test_real_slice_prepares_to_contiguous_splits(tmp_path, pfr_slice):
     text = "".join(data.vocab.tokens[i] for a in splits.values() for i in a)
     assert text.startswith("迈向充满希望的新世纪——一九九八年新年讲话（附图片1张）\n")
     assert meta["splits"]["train"]["unk_rate"] == 0
+    # at character level a split has as many characters as tokens; without a count in
+    # meta.json (older preparations) the token count stands in
+    assert all(data.split_chars(s) == len(a) for s, a in splits.items())
+    del data.meta["splits"]["val"]["chars"]
+    assert data.split_chars("val") == len(splits["val"])
     vocab_json = json.loads((tmp_path / "out" / "vocab.json").read_text(encoding="utf-8"))
     assert vocab_json["tokens"][0] == "<unk>" and "\n" in vocab_json["tokens"]
     assert "的" in (tmp_path / "out" / "vocab.json").read_text(

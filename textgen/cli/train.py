@@ -130,10 +130,10 @@ def _train_plan(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, dict]:
         choice = defaults.choose_finetune()
         overridden = defaults.apply(choice, {}, train_d)
     else:
-        train_chars = corpus.meta["splits"]["train"].get("chars") or len(corpus.split("train"))
         minutes = defaults.budget_minutes(train_d)
-        val_chars = corpus.meta["splits"]["val"].get("chars") or len(corpus.split("val"))
-        choice = defaults.choose(train_chars, len(corpus.vocab), minutes, val_chars)
+        choice = defaults.choose(
+            corpus.split_chars("train"), len(corpus.vocab), minutes, corpus.split_chars("val")
+        )
         overridden = defaults.apply(choice, model_d, train_d)
         model_cfg = ModelConfig.from_dict({"vocab_size": len(corpus.vocab), **model_d})
     notes = {"defaults": {**choice.to_dict(), "overridden_by_user": overridden}}

@@ -60,6 +60,10 @@ class PreparedCorpus:
         known = s.get("unknown") and "unknown_chars" in s
         return char_lengths(self.vocab, s["unknown_chars"] / s["unknown"] if known else 1.0)
 
+    def split_chars(self, name: str) -> int:
+        """Characters of a split's text (its token count where meta.json has no count)."""
+        return self.meta["splits"][name].get("chars") or len(self.split(name))
+
     def chars_per_token(self, split: str = "train") -> float:
         """Average characters per token of a split: 1 at character level."""
         s = self.meta["splits"][split]
