@@ -15,6 +15,7 @@ Levers (AWD-LSTM, Merity et al. 2017, and Polyak averaging):
   awd    --dropout-mask locked --weight-drop P: one dropout mask per sequence, and
          DropConnect on the recurrent weights W_hh
   embed  --embed-dropout P: drop whole characters' embedding rows
+  decay  --weight-decay W: AdamW's decoupled weight decay, 0.1 instead of 0.01
   tied   --tie-weights: the output layer shares the embedding matrix; that needs a full
          softmax and embedding width = hidden size (768), so it is not in "all"
 """
@@ -38,14 +39,17 @@ LEVERS_OFF = [
     "0",
     "--ema",
     "0",
+    "--weight-decay",
+    "0.01",
 ]
 VARIANTS = {
     "base": [],
     "ema": ["--ema", "0.998"],
     "awd": ["--dropout-mask", "locked", "--weight-drop", "0.2"],
     "embed": ["--embed-dropout", "0.1"],
+    "decay": ["--weight-decay", "0.1"],
 }
-VARIANTS["all"] = VARIANTS["ema"] + VARIANTS["awd"] + VARIANTS["embed"]
+VARIANTS["all"] = VARIANTS["ema"] + VARIANTS["awd"] + VARIANTS["embed"]  # as first measured
 VARIANTS["tied"] = ["--tie-weights", "--softmax", "full", "--embed-dim", "768"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 
 from textgen.model import state as states
 from textgen.model.charlm import CharLM
@@ -160,6 +161,29 @@ def test_embedding_dropout_drops_whole_characters_in_training_only() -> None:
             assert (torch.count_nonzero(x[b, pos]) == 0) == (i in dropped)
     model.eval()
     assert torch.equal(model._embed(ids), model.embed(ids))
+
+
+@pytest.mark.parametrize(("dropout", "input_dropout"), [(0.0, 0.5), (0.5, 0.0), (0.5, -1.0)])
+def test_input_dropout_is_the_embeddings_rate_and_dropout_the_outputs(
+    dropout: float, input_dropout: float
+) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=20, embed_dim=64, hidden_size=64, num_layers=1, dropout=dropout,
+        input_dropout=input_dropout, softmax="full",
+    )  # fmt: skip
+    model = CharLM(cfg).train()
+    seen: dict[str, Tensor] = {}
+    for name in ("drop_in", "drop"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, n=name: seen.update({n: o}))
+    model(torch.randint(0, 20, (4, 50)))
+    zeros = {name: (t == 0).float().mean().item() for name, t in seen.items()}
+    want_in = dropout if input_dropout == -1 else input_dropout
+    for name, rate in (("drop_in", want_in), ("drop", dropout)):
+        assert abs(zeros[name] - rate) < 0.1, (name, zeros)
+    model.eval()
+    model(torch.randint(0, 20, (4, 50)))
+    assert (seen["drop_in"] == 0).sum() == 0
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the C++ LSTM loops

@@ -27,6 +27,8 @@ def test_bidirectional_refused(sizes) -> None:
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\), got -0.1"),
         ({"embed_dropout": 1.0}, r"embed_dropout must be in \[0, 1\), got 1.0"),
+        ({"input_dropout": 1.0}, r"input_dropout must be in \[0, 1\), or -1 .*got 1.0"),
+        ({"input_dropout": -0.5}, r"input_dropout must be in \[0, 1\), or -1 .*got -0.5"),
         ({"weight_drop": -0.2}, r"weight_drop must be in \[0, 1\), got -0.2"),
         ({"dropout_mask": "zoneout"}, "dropout_mask must be one of element, locked, got 'zoneout'"),
         ({"forget_bias": float("nan")}, "forget_bias must be a finite number, got nan"),
@@ -48,6 +50,13 @@ def test_invalid_configs_refused(kwargs: dict, message: str, sizes) -> None:
     base = {"vocab_size": V, "embed_dim": H, "hidden_size": H}
     with pytest.raises(ValueError, match=message):
         ModelConfig(**{**base, **kwargs})
+
+
+def test_input_dropout_follows_dropout_unless_set(sizes) -> None:
+    V = sizes.V
+    assert ModelConfig(V, dropout=0.3).resolved_input_dropout() == 0.3  # -1, the default
+    assert ModelConfig(V, dropout=0.3, input_dropout=0.0).resolved_input_dropout() == 0.0
+    assert ModelConfig(V, dropout=0.3, input_dropout=0.1).resolved_input_dropout() == 0.1
 
 
 def test_default_cutoffs(sizes) -> None:

@@ -49,7 +49,10 @@ def test_ema_out_of_range_is_refused():
         TrainConfig(ema=1.0)
 
 
-LEVERS = {"dropout": 0.2, "dropout_mask": "locked", "embed_dropout": 0.1, "weight_drop": 0.3}
+LEVERS = {
+    "dropout": 0.2, "input_dropout": 0.1, "dropout_mask": "locked", "embed_dropout": 0.1,
+    "weight_drop": 0.3,
+}  # fmt: skip
 
 
 def test_checkpoint_carries_the_average_and_inference_uses_it(
@@ -102,10 +105,11 @@ def test_regularisers_and_averaging_are_flags_recorded_in_the_run(
     tmp_path, prepared, tiny_flags, textgen_cli
 ):
     help_text = textgen_cli("train", "--help").stdout
-    for flag in ("--dropout-mask", "--embed-dropout", "--weight-drop", "--ema"):
+    for flag in ("--dropout-mask", "--input-dropout", "--embed-dropout", "--weight-drop", "--ema"):
         assert flag in help_text
     out = tmp_path / "run"
     levers = ["--dropout-mask", "locked", "--embed-dropout", "0.1", "--weight-drop", "0.3"]
+    levers += ["--input-dropout", "0.05"]
     r = textgen_cli(
         "train", "--data", str(prepared), "--out", str(out), *tiny_flags, *levers,
         "--ema", "0.99", "--max-steps", "3",
@@ -114,6 +118,7 @@ def test_regularisers_and_averaging_are_flags_recorded_in_the_run(
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["dropout_mask"] == "locked"
     assert config["model"]["embed_dropout"] == 0.1 and config["model"]["weight_drop"] == 0.3
+    assert config["model"]["input_dropout"] == 0.05
     assert config["train"]["ema"] == 0.99
     bad = textgen_cli("train", "--data", str(prepared), "--out", str(out), "--weight-drop", "1.5")
     assert bad.returncode != 0 and "weight_drop must be in [0, 1), got 1.5" in bad.stderr

@@ -47,6 +47,7 @@ class CharLM(nn.Module):
             batch_first=True,
         )
         self.drop = Dropout(c.dropout, locked=c.dropout_mask == "locked")
+        self.drop_in = Dropout(c.resolved_input_dropout(), locked=c.dropout_mask == "locked")
         self.embed_drop = Dropout(c.embed_dropout)  # whole rows of the embedding table
         self.weight_drop = Dropout(c.weight_drop)  # DropConnect on W_hh
         self.decoder: nn.Linear | None = None
@@ -88,7 +89,7 @@ class CharLM(nn.Module):
         """ids (B, T) long -> features (B, T, H) after dropout, new state (L, B, H)."""
         if ids.dim() != 2:
             raise ValueError(f"ids must be (batch, time), got shape {tuple(ids.shape)}")
-        x = self.drop(self._embed(ids))  # (B, T, E)
+        x = self.drop_in(self._embed(ids))  # (B, T, E)
         weight_drop = self.weight_drop if self.weight_drop.active else None
         r = recurrent.route(self.rnn, self.config.cell, x, self.training, weight_drop is not None)
         if r.backend == "torch":

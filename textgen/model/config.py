@@ -42,7 +42,12 @@ class ModelConfig:
     embed_dim: int = opt(256, "embedding size")
     hidden_size: int = opt(512, "recurrent hidden size")
     num_layers: int = opt(2, "recurrent layers")
-    dropout: float = opt(0.1, "dropout on embeddings, between layers and on outputs")
+    dropout: float = opt(
+        0.1, "dropout on embeddings (unless --input-dropout), between layers and on outputs"
+    )
+    input_dropout: float = opt(
+        -1.0, "dropout on the embeddings alone (-1: the same as --dropout); AWD-LSTM's dropouti"
+    )
     dropout_mask: str = opt(
         "element",
         "element | locked (one mask per sequence, shared by all time steps: AWD-LSTM's variational dropout)",
@@ -71,6 +76,11 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        d = self.input_dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not (d == -1 or 0 <= d < 1):
+            raise ValueError(
+                f"input_dropout must be in [0, 1), or -1 for the same as dropout, got {d!r}"
+            )
         if not isinstance(self.forget_bias, (int, float)) or not math.isfinite(self.forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
         if self.bidirectional:
@@ -80,6 +90,10 @@ class ModelConfig:
             )
         self._check_tying()
         self._check_cutoffs()
+
+    def resolved_input_dropout(self) -> float:
+        """The embeddings' dropout rate: ``input_dropout``, or ``dropout`` where it is -1."""
+        return self.dropout if self.input_dropout == -1 else float(self.input_dropout)
 
     def _check_tying(self) -> None:
         if not self.tie_weights:

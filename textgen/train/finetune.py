@@ -29,7 +29,8 @@ from textgen.model import checkpoint
 from textgen.model.charlm import CharLM
 from textgen.model.config import ModelConfig
 
-MAY_CHANGE = ("dropout", "dropout_mask", "embed_dropout", "weight_drop")  # regularisers
+# the regularisers
+MAY_CHANGE = ("dropout", "input_dropout", "dropout_mask", "embed_dropout", "weight_drop")
 
 
 def plan(
