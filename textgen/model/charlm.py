@@ -46,8 +46,9 @@ class CharLM(nn.Module):
             dropout=c.dropout if c.num_layers > 1 else 0.0,  # CPU training uses ours instead
             batch_first=True,
         )
-        self.drop = Dropout(c.dropout, locked=c.dropout_mask == "locked")
-        self.drop_in = Dropout(c.resolved_input_dropout(), locked=c.dropout_mask == "locked")
+        locked = c.dropout_mask == "locked"
+        self.drop = Dropout(c.dropout, locked=locked)  # outputs (and between layers)
+        self.drop_in = Dropout(c.resolved_input_dropout(), locked=locked)  # embeddings
         self.embed_drop = Dropout(c.embed_dropout)  # whole rows of the embedding table
         self.weight_drop = Dropout(c.weight_drop)  # DropConnect on W_hh
         self.decoder: nn.Linear | None = None

@@ -37,8 +37,8 @@ the figures with their commands. What was measured:
   dropout, weight drop, weight averaging and a stronger weight decay (``--dropout-mask locked
   --weight-drop 0.4 --ema 0.999 --weight-decay 0.1``) at 120 minutes; the rule leaves them
   off: at 12 minutes the first three cost more than they saved (0.116 bits), at the
-  120-minute run's 19,826 steps (~48 passes) they saved ~0.12 and weight decay 0.1 another
-  0.13 (the model card's GPU screen). In between, or on other corpora, where they start to
+  120-minute run's 19,826 steps (~48 passes) they saved ~0.10 and weight decay 0.1 another
+  0.13 on test (the model card's GPU screen). In between, or on other corpora, where they start to
   pay is not measured yet. Weight decay 0.1 already helped in one 5-minute pair on the 1998
   corpus (2026-12-04, AMD EPYC, alone): 5.5935 (2,031 steps) against the rule's 5.6942
   (1,810); not yet at 15 minutes or on the poems, so the rule keeps AdamW's 0.01.
