@@ -24,6 +24,20 @@ def test_rule_follows_budget_corpus_and_vocabulary():
     long = defaults.choose(train_chars=1_700_000, vocab_size=4689, minutes=70)
     assert long.model["hidden_size"] == 768 and long.model["dropout"] == 0.25
     assert long.train["lr"] == 4e-3 and long.train["seq_len"] == 128
+    # weight decay 0.1 at every budget, a step limit included
+    for c in (short, step_only, long):
+        assert c.train["weight_decay"] == 0.1
+    assert any("weight decay 0.1" in r for r in short.reasons)
+    # ~18 estimated passes in 70 minutes: the bundled model's levers; 30 minutes (~7.7
+    # passes) is a long budget without them, and a short budget never has them
+    assert long.model["dropout_mask"] == "locked" and long.model["weight_drop"] == 0.4
+    assert long.train["ema"] == 0.999 and any("weight drop 0.4" in r for r in long.reasons)
+    for c in (defaults.choose(1_700_000, 4689, 30), short, step_only):
+        assert "weight_drop" not in c.model and "dropout_mask" not in c.model
+        assert "ema" not in c.train
+    assert defaults.choose(1_700_000, 4689, 30).model["hidden_size"] == 768
+    # a big corpus in a long budget stays under the passes that need them
+    assert "weight_drop" not in defaults.choose(20_000_000, 9000, 120).model
     # a small corpus seen many times over in the budget gets more dropout
     small = defaults.choose(train_chars=100_000, vocab_size=1500, minutes=5)
     assert small.model["dropout"] == 0.25 and small.model["softmax"] == "full"
@@ -37,6 +51,9 @@ def test_user_values_win_and_are_reported():
     assert model["hidden_size"] == 128 and train["lr"] == 1e-3
     assert model["cell"] == "lstm" and train["warmup_steps"] == 50
     assert sorted(overridden) == ["hidden_size", "lr"]
+    # the bundled recipe's TOML sets weight decay itself; a config's 0.01 stays 0.01
+    train = {"weight_decay": 0.01}
+    assert defaults.apply(choice, {}, train) == ["weight_decay"] and train["weight_decay"] == 0.01
 
 
 def test_evaluation_cadence_follows_characters_and_validation_size():
