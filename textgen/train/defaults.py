@@ -32,7 +32,7 @@ the figures with their commands. What was measured:
   seq 64 5.5317 (6,049; `benchmarks/defaults.py`). On the Tang poems (2.95M characters,
   9,061 ids), 5 minutes: 512 at seq 128 7.1291 (1,257 steps); 640 at seq 64 7.1818 (1,601)
   evaluating every 200 steps, 7.0990 (2,008) every 1,492 (the evaluation item), and with
-  no dropout too (the rule as it is) 7.0829 (1,860).
+  no dropout too (the rule then, weight decay 0.01) 7.0829 (1,860).
 * long budgets (>= LONG_BUDGET_MIN minutes): 1x768, dropout 0.25, lr 4e-3, 100 warm-up steps,
   decay to 0.05: the previous bundled model's 70-minute recipe (dropout 0.4 was worse at 768
   and 1024 units; see checkpoints/default/README.md). Past LEVER_PASSES estimated passes they
@@ -40,7 +40,7 @@ the figures with their commands. What was measured:
   recurrent weights and weight averaging (``--dropout-mask locked --weight-drop 0.4 --ema
   0.999``). On a lent H200 at equal steps (2026-12-04; the rule's long settings with weight
   decay 0.1 on the 1998 corpus, best validation BPC without / with the levers): 4,000 steps
-  (~9.6 passes) 5.3339 / 5.3928, 6,000 (~14.5) 5.2687 / 5.2778, 8,000 (~19.3) 5.2419 /
+  (~9.8 passes) 5.3339 / 5.3928, 6,000 (~14.7) 5.2687 / 5.2778, 8,000 (~19.6) 5.2419 /
   5.2079 and with --seed 2 5.2385 / 5.2181; at the 120-minute run's 19,826 (~48) they
   saved ~0.10 (the model card's screen). The estimate (EST_CHARS_PER_S, fp32) runs ~1.5x
   under the true passes of a bf16 run on this machine (the 120-minute run: 30.9 estimated,
@@ -73,9 +73,11 @@ the figures with their commands. What was measured:
   EVAL_CHARS training characters (200 steps of 32 x 128, the old fixed cadence); last.pt
   every EVAL_CHARS. At a fixed 200 steps, chunks of 64 evaluated twice as often, and the
   poems' 305k-character validation split took ~29% of a 5-minute run. `benchmarks/defaults.py`
-  with this rule (2026-12-04): 1998 corpus 5.6962 / 5.5328 at 5 / 15 minutes (5.6735 in a
-  rerun of the 5 minutes alone), poems 7.0829 / 6.8353; with dropout 0.1 and evaluation
-  every 200 steps the same morning: 5.6934 / 5.5317 and 7.1818 / 6.8826.
+  with this cadence (2026-12-04 morning, weight decay 0.01): 1998 corpus 5.6962 / 5.5328 at
+  5 / 15 minutes (5.6735 in a rerun of the 5 minutes alone), poems 7.0829 / 6.8353; with
+  dropout 0.1 and evaluation every 200 steps the same morning: 5.6934 / 5.5317 and 7.1818 /
+  6.8826. With weight decay 0.1 (the afternoon, the whole rule as it is): 5.5971 / 5.3597
+  and 6.9234 / 6.6242 (hand-tuned at 15 minutes, with 0.1 too: 5.3975 and 6.7212).
 * fine-tuning (``--init-from``): the base model's architecture; lr 5e-4 with 20 warm-up
   steps. Fine-tuning the bundled model on 98k characters of 2013 news for 5 minutes
   (`benchmarks/finetune.py`): lr 5e-4 5.904 validation BPC, 2e-3 6.141, 6e-3 6.792; the
