@@ -1,6 +1,12 @@
 """The defaults rule (textgen/train/defaults.py): what it chooses, and that user values win."""
 
+from pathlib import Path
+
+import tomllib
+
 from textgen.train import defaults
+
+RECIPE = Path(__file__).resolve().parents[2] / "checkpoints" / "default" / "train.toml"
 
 
 def test_rule_follows_budget_corpus_and_vocabulary():
@@ -32,10 +38,11 @@ def test_rule_follows_budget_corpus_and_vocabulary():
     # passes) is a long budget without them, and a short budget never has them
     assert long.model["dropout_mask"] == "locked" and long.model["weight_drop"] == 0.4
     assert long.train["ema"] == 0.999 and any("weight drop 0.4" in r for r in long.reasons)
-    for c in (defaults.choose(1_700_000, 4689, 30), short, step_only):
+    thirty = defaults.choose(1_700_000, 4689, 30)
+    assert thirty.model["hidden_size"] == 768
+    for c in (thirty, short, step_only):
         assert "weight_drop" not in c.model and "dropout_mask" not in c.model
         assert "ema" not in c.train
-    assert defaults.choose(1_700_000, 4689, 30).model["hidden_size"] == 768
     # a big corpus in a long budget stays under the passes that need them
     assert "weight_drop" not in defaults.choose(20_000_000, 9000, 120).model
     # a small corpus seen many times over in the budget gets more dropout
@@ -71,3 +78,12 @@ def test_evaluation_cadence_follows_characters_and_validation_size():
     # an explicit flag still wins
     train = {"eval_every": 50}
     assert defaults.apply(big_val, {}, train) == ["eval_every"] and train["eval_every"] == 50
+
+
+def test_the_rules_levers_and_weight_decay_are_the_bundled_recipes():
+    # the rule's long-budget levers claim to be the bundled model's: they move together
+    recipe = tomllib.loads(RECIPE.read_text())
+    for key, value in defaults.LEVERS_MODEL.items():
+        assert recipe["model"][key] == value, key
+    for key, value in {**defaults.LEVERS_TRAIN, "weight_decay": defaults.WEIGHT_DECAY}.items():
+        assert recipe["train"][key] == value, key
