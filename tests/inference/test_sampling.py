@@ -17,7 +17,7 @@ from textgen.inference.sampling import GenerationConfig, RowParams, sample_next
         ("temperature", -1, "temperature must be a number in [0, 2], got -1"),
         ("top_p", 0.0, "top_p must be a number in (0, 1], got 0.0"),
         ("top_k", -2, "top_k must be an integer in [0, 100000], got -2"),
-        ("max_new_tokens", 0, "max_new_tokens must be an integer >= 1, got 0"),
+        ("max_new_tokens", -1, "max_new_tokens must be an integer >= 0, got -1"),
         ("n", 0, "n must be an integer >= 1, got 0"),
         ("repetition_penalty", 0, "repetition_penalty must be a number in [1, 5], got 0"),
         ("seed", -1, "seed must be an integer in [0, 9007199254740991], got -1"),

@@ -14,6 +14,7 @@ from textgen.server.settings import Settings
 
 KEYS = ("key-alpha", "key-beta")
 GEN = {"prompt": "中国", "max_new_tokens": 3}
+COMP = {"prompt": "中国", "max_tokens": 3}  # OpenAI's name: max_new_tokens is a 422 there
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def bearer(key: str) -> dict[str, str]:
     ("method", "path", "body"),
     [
         ("POST", "/v1/generate", GEN),
-        ("POST", "/v1/completions", GEN),
+        ("POST", "/v1/completions", COMP),
         ("GET", "/v1/models", None),
         ("GET", "/v1/model", None),
     ],
@@ -102,7 +103,7 @@ def test_request_id_is_echoed_and_is_the_response_id(keyed):
     h = {**bearer("key-alpha"), "X-Request-Id": "order-42/retry:1"}
     r = keyed.post("/v1/generate", json=GEN, headers=h)
     assert r.headers["x-request-id"] == "order-42/retry:1" == r.json()["id"]
-    r = keyed.post("/v1/completions", json=GEN, headers=h)
+    r = keyed.post("/v1/completions", json=COMP, headers=h)
     assert r.headers["x-request-id"] == "order-42/retry:1" == r.json()["id"]
     r = keyed.post("/v1/generate", json=GEN, headers={"X-Request-Id": "on-a-401"})
     assert r.status_code == 401 and r.headers["x-request-id"] == "on-a-401"

@@ -6,6 +6,7 @@ browser download. Skipped (with the reason) when either is missing, except under
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,95 @@ def test_playground_shows_validation_errors(served, browser):
         "(s => s.startsWith('422') && s)(document.getElementById('status').textContent)"
     )
     assert "temperature" in status and "7" in status
+
+
+@pytest.fixture(scope="module")
+def served_bundled(bundled, tmp_path_factory, start_server):
+    """The bundled model: its vocabulary has the heads 春夏秋冬 and makes a readable poem."""
+    tmp = tmp_path_factory.mktemp("playground_bundled")
+    proc, url = start_server(bundled, tmp / "serve.log")
+    yield url
+    proc.send_signal(signal.SIGINT)
+    proc.wait(20)
+
+
+def _is_han(c: str) -> bool:
+    name = unicodedata.name(c, "")
+    return name.startswith(("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH"))
+
+
+def _poem_problems(text: str, lines: int, chars: int, heads: str) -> list[str]:
+    """What keeps ``text`` from being a poem of `lines` lines of `chars` ideographs, each
+    followed by "，" (odd lines) or "。" (even lines), line i starting with heads[i]."""
+    problems, i = [], 0
+    for n in range(lines):
+        line = text[i : i + chars]
+        punct = text[i + chars : i + chars + 1]
+        want = "，" if n % 2 == 0 else "。"
+        if len(line) != chars or not all(map(_is_han, line)):
+            problems.append(f"line {n + 1} {line!r} is not {chars} ideographs")
+        if punct != want:
+            problems.append(f"line {n + 1} ends with {punct!r}, not {want!r}")
+        if n < len(heads) and line[:1] != heads[n]:
+            problems.append(f"line {n + 1} {line!r} does not start with {heads[n]!r}")
+        i += chars + 1
+    if text[i:]:
+        problems.append(f"text after the poem: {text[i:]!r}")
+    return problems
+
+
+def test_playground_generates_a_poem_with_form_and_acrostic(served_bundled, browser):
+    browser.open(served_bundled + "/")
+    browser.wait_for("document.getElementById('model').textContent.includes('vocabulary')")
+    browser.eval("""
+        const form = document.getElementById('form');
+        form.value = '七言绝句';
+        form.dispatchEvent(new Event('change'));
+        document.getElementById('acrostic').value = '春夏秋冬';
+        document.getElementById('seed').value = '11';
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => (s.startsWith('done') || s.startsWith('4')) && s)"
+        "(document.getElementById('status').textContent)"
+    )
+    assert status.startswith("done"), status
+    prompt = browser.eval("document.getElementById('prompt').value")
+    shown = browser.eval("document.getElementById('output').textContent")
+    assert shown.startswith(prompt)
+    poem = shown[len(prompt) :]
+    assert _poem_problems(poem, 4, 7, "春夏秋冬") == [], poem
+    # displayed with a break after the prompt and after each "。": two couplets a row
+    rows = browser.eval("document.getElementById('output').innerText").split("\n")
+    assert [r for r in rows if r] == [prompt, poem[:16], poem[16:]]
+    # the page sent form and acrostic (and nothing else directed): the API gives the same poem
+    body = {
+        "prompt": prompt,
+        "form": "七言绝句",
+        "acrostic": "春夏秋冬",
+        "seed": 11,
+        "temperature": 0.8,
+        "top_k": 40,
+        "top_p": 0.95,
+        "repetition_penalty": 1.1,
+    }
+    assert httpx.post(served_bundled + "/v1/generate", json=body, timeout=30).json()["text"] == poem
+    if shot := os.environ.get("TEXTGEN_PLAYGROUND_SCREENSHOT"):  # to look at it
+        data = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        Path(shot).write_bytes(base64.b64decode(data["data"]))
+
+
+def test_playground_names_the_field_of_a_bad_regex(served_bundled, browser):
+    browser.open(served_bundled + "/")
+    browser.eval("""
+        document.getElementById('regex').value = '(';
+        document.getElementById('go').click();
+    """)
+    status = browser.wait_for(
+        "(s => s.startsWith('422') && s)(document.getElementById('status').textContent)"
+    )
+    assert "regex" in status
+    assert browser.eval("document.getElementById('status').className") == "error"
 
 
 @pytest.fixture(scope="module")

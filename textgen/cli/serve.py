@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from textgen.cli.command import add_command
 from textgen.data.script import SCRIPTS
-from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS, PARAMS, Param
 from textgen.inference.limits import DECODE_PRECISIONS as PRECISIONS
 
 GENERATE_HELP = "continue a prompt, streaming characters to the terminal"
@@ -65,53 +65,25 @@ at /docs, the schema at /openapi.json, metrics at /metrics, readiness at /ready.
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "generate", GENERATE_HELP, GENERATE_DESCRIPTION, GENERATE_EPILOG)
-    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument(
+        "--prompt",
+        help="text to continue (default with --form or --acrostic: a fresh text, no prompt)",
+    )
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help='a file of prompts: one per line, or JSON lines {"prompt": ..., "seed": ...} '
+        "with any sampling field; the results go to --output as JSON lines",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="with --prompts: the JSON lines file, written as each prompt finishes; a rerun "
+        "skips the prompts it already holds",
+    )
     p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file or run folder")
-    bounded = {  # flag -> (type, default, help); the bounds come from textgen.inference.limits
-        "max_new_tokens": (int, 200, "at most this many characters"),
-        "temperature": (float, 1.0, "0 = greedy"),
-        "top_k": (int, 0, "sample from the k likeliest (0 = off)"),
-        "top_p": (float, 1.0, "nucleus probability mass (1 = off)"),
-        "repetition_penalty": (
-            float,
-            1.0,
-            "> 1 discourages characters seen in the last 64 (1 = off)",
-        ),
-    }
-    for name, (kind, default, text) in bounded.items():
-        p.add_argument(
-            flag(name),
-            type=checked(name, kind),
-            default=default,
-            help=f"{text}; {BOUNDS[name].describe()} (default {default})",
-        )
-    p.add_argument(
-        "--stop",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help=f"stop before this string (at most {MAX_STOP_CHARS} chars); repeat for "
-        f"up to {MAX_STOP_STRINGS} (e.g. --stop 。)",
-    )
-    p.add_argument(
-        "--seed",
-        type=checked("seed", int),
-        help=f"same seed, same text; {BOUNDS['seed'].describe()}",
-    )
-    p.add_argument(
-        "--n",
-        type=checked("n", int),
-        default=1,
-        help=f"independent samples; {BOUNDS['n'].describe()} (default 1)",
-    )
-    p.add_argument(
-        "--script",
-        choices=SCRIPTS,
-        default="auto",
-        help="Chinese script of the output: auto (default) answers in the prompt's "
-        "script (the model's if the prompt shows neither); simplified (简体) or "
-        "traditional (繁體) convert the output with OpenCC",
-    )
+    for name, param in PARAMS.items():  # the one declaration: textgen.inference.limits
+        p.add_argument(flag(name), **_param_flag(name, param))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument(
         "--precision",
@@ -120,8 +92,59 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         help="decode steps: auto (int8 where the CPU has an int8 engine, else bf16 where it "
         "pays, else fp32), or force one",
     )
+    p.add_argument(
+        "--max-batch", type=int, default=32, help="with --prompts: prompts generated at once"
+    )
     p.add_argument("--json", action="store_true", help="print the result as one line of JSON")
     p.set_defaults(func=cmd_generate)
+
+
+def _param_flag(name: str, param: Param) -> dict[str, Any]:
+    """argparse keywords for one sampling parameter, from its declaration."""
+    text = param.help.replace("%", "%%")
+    if param.bound is not None:
+        kind = int if param.bound.integer else float
+        shown = "" if param.default is None else f" (default {param.default})"
+        return {
+            "type": checked(name, kind),
+            "default": param.default,
+            "help": f"{text}; {param.bound.describe()}{shown}",
+        }
+    if isinstance(param.default, bool):
+        return {"action": "store_true", "help": text}
+    if name == "stop":
+        return {
+            "action": "append",
+            "default": [],
+            "metavar": "TEXT",
+            "help": f"{text}, at most {MAX_STOP_CHARS} chars; repeat for up to "
+            f"{MAX_STOP_STRINGS} (e.g. --stop 。)",
+        }
+    if name == "choice":
+        return {"action": "append", "metavar": "TEXT", "help": f"{text}; repeat for each"}
+    if name == "logit_bias":
+        return {
+            "action": "append",
+            "type": _bias_entry,
+            "metavar": "TOKEN=BIAS",
+            "help": f"{text}; repeat, e.g. --logit-bias 的=-100 --logit-bias 4=5 (digits: an id)",
+        }
+    if name == "script":
+        return {"choices": SCRIPTS, "default": param.default, "help": text}
+    return {"metavar": "TEXT", "help": text}
+
+
+def _bias_entry(raw: str) -> tuple[str, float]:
+    """``的=-5`` -> ("的", -5.0); the bound is checked with the config."""
+    key, sep, value = raw.rpartition("=")
+    try:
+        if not sep or not key:
+            raise ValueError
+        return key, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"logit_bias entries are TOKEN=BIAS (a character or an id), got {raw!r}"
+        ) from None
 
 
 def checked(name: str, kind: type) -> Callable[[str], Any]:
@@ -148,29 +171,64 @@ def flag(name: str) -> str:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from textgen.inference.generator import GenerationConfig, TextGenerator
-    from textgen.inference.sampling import Chunk, Done
 
-    config = GenerationConfig.from_fields(vars(args))  # the flags use the config's names
+    values = vars(args).copy()
+    if args.logit_bias:
+        values["logit_bias"] = dict(args.logit_bias)
+    config = GenerationConfig.from_fields(values)  # the flags use the config's names
+    prompt = _prompt(args, config)
     gen = TextGenerator.from_checkpoint(args.checkpoint, args.threads, args.precision)
-    result = None
-    for event in gen.stream(args.prompt, config):
-        if isinstance(event, Chunk) and config.n == 1:  # n > 1: samples printed at the end
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        elif isinstance(event, Done):
-            result = event.result
-    assert result is not None
-    if config.n > 1:
-        for s in result.samples:
-            print(f"[{s.index}] {s.text}")
-    else:
-        print()
+    if args.prompts:
+        from textgen.inference.batchfile import run_prompts
+
+        counts = run_prompts(gen, args.prompts, args.output, config, args.max_batch)
+        print(
+            f"{counts['done']} prompts generated, {counts['skipped']} already in "
+            f"{args.output}, {counts['errors']} refused (error rows)",
+            file=sys.stderr,
+        )
+        return 0
+    result = _stream(gen, prompt, config)
     _report(result)
     if args.json:
         from textgen.server.responses import generate_response
 
         print(generate_response(result, gen.model_id).model_dump_json())
     return 0
+
+
+def _prompt(args: argparse.Namespace, config: Any) -> str:
+    """The prompt: --prompt; a fresh text (the paragraph mark) for a poem without one."""
+    if args.prompts:
+        if args.prompt or not args.output:
+            raise ValueError("--prompts FILE needs --output FILE, and no --prompt")
+        return ""
+    if args.prompt:
+        return args.prompt
+    if config.form is not None or config.acrostic is not None:
+        return "\n"  # start of a new text: the engine reads it as the paragraph mark
+    raise ValueError("give --prompt TEXT (or --prompts FILE, or a --form)")
+
+
+def _stream(gen: Any, prompt: str, config: Any) -> Any:
+    """Print the text as it comes (a poem line by line) and return the result."""
+    from textgen.inference.events import Chunk, Done
+
+    poem = config.form is not None or config.acrostic is not None
+    result = None
+    for event in gen.stream(prompt, config):
+        if isinstance(event, Chunk) and config.n == 1 and config.best_of is None:
+            sys.stdout.write(event.text.replace("。", "。\n") if poem else event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Done):
+            result = event.result
+    assert result is not None
+    if config.n > 1 or config.best_of is not None:
+        for s in result.samples:
+            print(f"[{s.index}] {s.text}")
+    elif not (poem and result.text.endswith("。")):
+        print()
+    return result
 
 
 def _report(result) -> None:

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,13 +33,12 @@ from torch import Tensor
 
 from textgen.data.script import model_script, output_script, to_model_script
 from textgen.data.tokenizer import Vocab, make_tokenizer
+from textgen.inference.constraints import Constraints
 from textgen.inference.decoder import Decoder, ModelDecoder
+from textgen.inference.events import Done, Event, Expired, Failed, TokenLogprob
+from textgen.inference.patterns import FieldError
 from textgen.inference.request import Request, Sample, Sink
 from textgen.inference.sampling import (
-    Done,
-    Event,
-    Expired,
-    Failed,
     GenerationConfig,
     RowParams,
     sample_next,
@@ -50,6 +49,7 @@ from textgen.model.charlm import CharLM
 from textgen.model.state import State
 
 log = logging.getLogger(__name__)
+PARAGRAPH = "\n"  # the corpus's paragraph mark: a text starts after one
 
 
 class QueueFull(RuntimeError):
@@ -96,6 +96,11 @@ class Engine:
         self._state: State | None = None  # rows aligned with self._active
         self._in_flight = 0
         self._ids = itertools.count(1)
+        self.constraints = Constraints(vocab, self.to_model_text)
+
+    def to_model_text(self, text: str) -> str:
+        """Text as the model reads it: in its script, normalised (prompts, choices, heads)."""
+        return self.normalize(to_model_script(text, self.script, self.vocab))
 
     # ------------------------------------------------------------ submission (any thread)
     def request(
@@ -111,13 +116,21 @@ class Engine:
     ) -> Request:
         """Normalise and encode a prompt the checkpoint's way; raise PromptError if unusable.
 
-        A prompt or stop string in the other Chinese script is first converted to the model's.
+        A prompt or stop string in the other Chinese script is first converted to the model's;
+        a prompt of just ``"\n"`` starts a new text (the model reads its paragraph mark).
         ``rid`` names the request (default ``gen-<n>``). After ``timeout`` seconds generation
         stops, finish_reason "timeout", text so far kept; a request still waiting for a batch
-        slot after ``queue_timeout`` seconds gets Expired instead.
+        slot after ``queue_timeout`` seconds gets Expired instead. A regex, choice or form is
+        compiled here (cached), and logit_bias keys are looked up: FieldError names the field
+        this model cannot use.
         """
         script = output_script(config.script, prompt, self.script)
-        text = self.normalize(to_model_script(prompt, self.script, self.vocab))
+        # a prompt of just the paragraph mark starts a fresh text (normalising would drop it)
+        text = (
+            PARAGRAPH
+            if prompt == PARAGRAPH and PARAGRAPH in self.vocab
+            else self.to_model_text(prompt)
+        )
         if not text:
             raise PromptError(f"prompt is empty after normalisation, got {prompt[:40]!r}")
         ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
@@ -128,6 +141,8 @@ class Engine:
         if stop != config.stop:
             config = dataclasses.replace(config, stop=stop)
         rid = rid if rid is not None else f"gen-{next(self._ids)}"
+        constraint = self.constraints.for_config(config)
+        bias = self._bias(config.logit_bias) if config.logit_bias else None
         return Request(
             rid,
             text,
@@ -140,7 +155,28 @@ class Engine:
             convert=script != self.script,
             timeout=timeout,
             queue_timeout=queue_timeout,
+            constraint=constraint,
+            bias=bias,
         )
+
+    def _bias(self, logit_bias: Mapping[str, float]) -> tuple[Tensor, Tensor]:
+        """logit_bias -> (ids, values) tensors. A key of ASCII digits is a token id (OpenAI's
+        form); any other key is a token itself (a character: textgen's extension)."""
+        ids: list[int] = []
+        for key in logit_bias:
+            if key.isascii() and key.isdigit():
+                if int(key) >= len(self.vocab):
+                    raise FieldError(
+                        "logit_bias",
+                        f"token id {key} is outside the vocabulary (0 to {len(self.vocab) - 1})",
+                    )
+                ids.append(int(key))
+            elif key in self.vocab:
+                ids.append(self.vocab.id(key))
+            else:
+                raise FieldError("logit_bias", f"{key!r} is not a token of this model")
+        values = torch.tensor(list(logit_bias.values()), dtype=torch.float32)
+        return torch.tensor(ids), values
 
     def submit(self, request: Request) -> Request:
         """Queue a request; raise QueueFull if ``max_queue`` requests are already in flight."""
@@ -239,20 +275,28 @@ class Engine:
         while self._waiting:
             req = self._waiting[0]
             room = self.max_batch - len(self._active)
-            if self._active and req.config.n > room:
+            if self._active and req.config.samples > room:
                 break  # FIFO: it waits for rows to free up; a lone big request always fits
             with self._lock:
                 self._waiting.popleft()
             self._prefill(req, events)
-            admitted += req.config.n
+            admitted += req.config.samples
         return admitted
 
     def _prefill(self, req: Request, events: dict[Request, list[Event]]) -> None:
         req.t_admit = time.perf_counter()
-        n = req.config.n
+        n = req.config.samples
         ids = torch.from_numpy(req.ids)  # (T,)
-        logp, state = self.decoder.prefill(ids)
+        if req.config.echo:
+            req.prompt_logprobs = self._score_prompt(req)
         req.samples = [Sample(req, i) for i in range(n)]
+        if req.config.max_new_tokens == 0:  # scoring only: nothing to draw
+            for s in req.samples:
+                s.finish_reason = "length"
+            req.t_first = time.perf_counter()
+            self._finish(req, events)
+            return
+        logp, state = self.decoder.prefill(ids)
         self._advance(req.samples, logp.expand(n, -1), events)  # first token of each sample
         req.t_first = time.perf_counter()
         state = states.select(state, [0] * n)  # (L, n, H): samples share the prompt
@@ -264,10 +308,18 @@ class Engine:
         self, samples: Sequence[Sample], logp: Tensor, events: dict[Request, list[Event]]
     ) -> None:
         """Draw one token per sample from logp (B, V) and record what it emits."""
-        rows = [RowParams(s.request.config, s.recent, s.rng.random()) for s in samples]
-        tokens = sample_next(logp, rows, banned=(self.vocab.unk_id,)).tolist()
+        rows = [
+            RowParams(s.request.config, s.recent, s.rng.random(), s.allowed(), s.request.bias)
+            for s in samples
+        ]
+        drawn = sample_next(logp, rows, banned=(self.vocab.unk_id,))  # (B,)
+        tokens = drawn.tolist()
         configs = [s.request.config for s in samples]
         lps = token_logprobs(logp, tokens, configs, self.vocab.tokens)
+        if any(c.best_of is not None for c in configs):  # each sample's running score
+            chosen = logp.gather(1, drawn[:, None])[:, 0].tolist()  # (B,)
+            for s, value in zip(samples, chosen, strict=True):
+                s.score += value
         pieces = self.vocab.tokens
         for s, tok, lp in zip(samples, tokens, lps, strict=True):
             s.push(tok, pieces[tok], lp)
@@ -275,6 +327,24 @@ class Engine:
                 events.setdefault(s.request, []).append(chunk)
             if s.finish_reason and s.request.done:
                 self._finish(s.request, events)
+
+    def _score_prompt(self, req: Request) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given the tokens before it, from a zero state
+        through the float32 model, as `textgen eval` scores text (the first has none)."""
+        ids = torch.from_numpy(req.ids)[None]  # (1, T)
+        features, _ = self.model(ids)
+        logp = self.model.log_probs(features[:, :-1])[0]  # (T-1, V): predicts ids[1:]
+        wanted = dataclasses.replace(req.config, logprobs=True)
+        targets = req.ids[1:].tolist()
+        scored = token_logprobs(logp, targets, [wanted] * len(targets), self.vocab.tokens)
+        pieces = self.tokenizer.split(req.prompt)  # the prompt's own text, <unk>s included
+        out = [TokenLogprob(pieces[0], None, 0, None)]
+        offset = len(pieces[0])
+        for piece, lp in zip(pieces[1:], scored, strict=True):
+            assert lp is not None  # every row asked
+            out.append(TokenLogprob(piece, lp.logprob, offset, lp.top))
+            offset += len(piece)
+        return out
 
     def _finish(self, req: Request, events: dict[Request, list[Event]]) -> None:
         if req.finished:

@@ -1,8 +1,9 @@
 """One generation request and its samples: text, stop strings, script conversion, log-probs.
 
-A :class:`Request` holds a prompt and its ``n`` samples from submission to its Done event;
-each :class:`Sample` grows its text one token at a time and decides what is safe to show
-(a stop string may still be forming; converted text must cover whole tokens).
+A :class:`Request` holds a prompt and its samples from submission to its Done event (``n``
+of them, or ``best_of`` of which the ``n`` best are returned); each :class:`Sample` grows its
+text one token at a time, moves its constraint's state with each token, and decides what is
+safe to show (a stop string may still be forming; converted text must cover whole tokens).
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from textgen.data.script import StreamConverter
-from textgen.inference.sampling import (
+from textgen.inference.events import (
     Chunk,
     Event,
     FinishReason,
-    GenerationConfig,
     GenerationResult,
     SampleResult,
     TokenLogprob,
 )
+
+if TYPE_CHECKING:
+    from textgen.inference.constraints import Constraint
+    from textgen.inference.sampling import GenerationConfig
 
 Sink = Callable[[list[Event]], None]
 
@@ -43,8 +48,14 @@ class Request:
         convert: bool = False,
         timeout: float | None = None,
         queue_timeout: float | None = None,
+        constraint: Constraint | None = None,
+        bias: Any = None,
     ) -> None:
+        """``constraint``: compiled from the config's regex, choice or form; ``bias``: the
+        config's logit_bias as (ids, values) tensors."""
         self.id, self.prompt, self.ids, self.unknown = rid, prompt, ids, unknown
+        self.constraint, self.bias = constraint, bias
+        self.prompt_logprobs: list[TokenLogprob] | None = None  # filled at prefill (echo)
         self.config, self.sink, self.stream = config, sink, stream
         self.script, self.convert = script, convert  # output script; convert the model's text?
         self.cancelled = False
@@ -76,10 +87,28 @@ class Request:
             "total_ms": (self.t_end - self.t_submit) * ms,
             "chars_per_s": chars / decode_s if decode_s > 0 else 0.0,
         }
-        samples = [s.result() for s in self.samples]
+        samples = [s.result() for s in self._kept()]
         return GenerationResult(
-            self.id, self.prompt, len(self.ids), self.unknown, samples, timing, self.script
+            self.id,
+            self.prompt,
+            len(self.ids),
+            self.unknown,
+            samples,
+            timing,
+            self.script,
+            self.prompt_logprobs,
         )
+
+    def _kept(self) -> list[Sample]:
+        """The samples returned: all, or with best_of the n of highest mean log-probability
+        (ties: the lower index), renumbered 0..n-1 in that order."""
+        cfg = self.config
+        if cfg.best_of is None or cfg.best_of == cfg.n:
+            return self.samples
+        ranked = sorted(self.samples, key=lambda s: (-s.mean_logprob, s.index))[: cfg.n]
+        for i, s in enumerate(ranked):
+            s.index = i
+        return ranked
 
 
 class Sample:
@@ -100,9 +129,26 @@ class Sample:
         self.logprobs: list[TokenLogprob] = []
         self._lp_sent = 0
         self.finish_reason: FinishReason | None = None
+        self.constraint = request.constraint
+        self.cstate = self.constraint.start() if self.constraint is not None else 0
+        self.score = 0.0  # the sum of the drawn tokens' model log-probs (for best_of)
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.score / self.tokens if self.tokens else float("-inf")
+
+    def allowed(self) -> Any:
+        """What the constraint allows next: (V,) bool, or None when unconstrained."""
+        return None if self.constraint is None else self.constraint.mask(self.cstate)
 
     def push(self, token: int, piece: str, logprob: TokenLogprob | None) -> None:
         cfg = self.request.config
+        complete = False
+        if self.constraint is not None:
+            self.cstate, complete, is_end = self.constraint.advance(self.cstate, token)
+            if is_end:  # the paragraph mark ended a complete pattern: not part of the text
+                self._finish("stop")
+                return
         self.last = token
         self.tokens += 1
         self.recent.append(token)
@@ -119,8 +165,16 @@ class Sample:
             self.text = self.text[: cfg.max_new_tokens]
             self.hold = min(self.hold, len(self.text))
             self.finish_reason = "length"
+        if complete and self.finish_reason is None:
+            self.finish_reason, self.hold = "stop", 0  # the pattern cannot go on
         if self.conv is not None:  # every step, streaming or not: the same text either way
             self.conv.extend(self.text, len(self.text) - self.hold, self.finish_reason is not None)
+
+    def _finish(self, reason: FinishReason) -> None:
+        """End the sample without a new token: what was held back is final now."""
+        self.finish_reason, self.hold = reason, 0
+        if self.conv is not None:
+            self.conv.extend(self.text, len(self.text), True)
 
     def _shown(self, final: bool) -> tuple[str, int]:
         """The text in the requested script and how much of it is safe to show."""

@@ -1,62 +1,99 @@
-"""Sampling parameters, the vectorised next-token sampler, and what sampling produces.
+"""Sampling parameters and the next-token sampler: a chain of processors, then one draw.
 
 One decode step yields log-probabilities for every sequence in flight, each with its own
-parameters. :func:`sample_next` applies the repetition penalty, temperature, top-k and top-p
-to all rows at once and draws each row's token with an inverse-CDF lookup of a uniform number
-that the row's own seeded RNG supplies. A sequence's draws therefore never depend on which
-other sequences share the batch: same seed, same text.
+parameters. :func:`sample_next` runs them through :data:`PROCESSORS`, each one concern over
+all rows at once (the repetition penalty, the logit bias, the constraint's mask, the
+temperature), then draws each row's token after its top-k and top-p filters with an
+inverse-CDF lookup of a uniform number that the row's own seeded RNG supplies. Every stage
+works row by row, so a sequence's draws never depend on which other sequences share the
+batch: same seed, same text, constrained neighbours or not.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from textgen.data.script import SCRIPTS
-from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+from textgen.inference.events import (  # noqa: F401  (re-exported: the engine's vocabulary)
+    Chunk,
+    Done,
+    Event,
+    Expired,
+    Failed,
+    FinishReason,
+    GenerationResult,
+    SampleResult,
+    TokenLogprob,
+)
+from textgen.inference.limits import (
+    BOUNDS,
+    MAX_ACROSTIC,
+    MAX_CHOICE_CHARS,
+    MAX_CHOICES,
+    MAX_LOGIT_BIAS,
+    MAX_LOGIT_BIAS_KEYS,
+    MAX_PATTERN_CHARS,
+    MAX_STOP_CHARS,
+    MAX_STOP_STRINGS,
+    PARAMS,
+)
 
-FinishReason = Literal["length", "stop", "timeout", "cancelled"]
+_D = {name: p.default for name, p in PARAMS.items()}  # the declared defaults
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to sample one request; validated on construction.
+    """How to sample one request; validated on construction. Each field is declared (default,
+    bounds, help) in :data:`textgen.inference.limits.PARAMS`.
 
     ``temperature`` 0 means greedy. ``top_k`` 0 and ``top_p`` 1 switch those filters off.
     ``repetition_penalty`` > 1 divides the odds of every token seen in the last
     ``repetition_window`` tokens (prompt included), the cure for the loops char models fall
     into. Generation ends after ``max_new_tokens`` characters (a word model's last word may be
-    cut) or at the first ``stop`` string, which is not part of the returned text. ``n`` independent samples share one prefill.
-    ``script`` is the Chinese script of the returned text: "simplified", "traditional" or
-    "auto" (the prompt's; the model's when the prompt shows neither).
+    cut), at the first ``stop`` string (not part of the text), or when a constraint (``regex``,
+    ``choice``, ``form`` with ``acrostic``) is complete. ``n`` samples share one prefill;
+    ``best_of`` draws that many and keeps the ``n`` best by mean log-probability. ``echo``
+    scores the prompt. ``logit_bias`` maps token ids or characters to what is added to their
+    log-probabilities. ``script`` is the Chinese script of the returned text.
     """
 
-    max_new_tokens: int = 200
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    repetition_window: int = 64
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    n: int = 1
-    logprobs: bool = False
-    top_logprobs: int = 0
-    script: str = "auto"
+    max_new_tokens: int = _D["max_new_tokens"]
+    temperature: float = _D["temperature"]
+    top_k: int = _D["top_k"]
+    top_p: float = _D["top_p"]
+    repetition_penalty: float = _D["repetition_penalty"]
+    repetition_window: int = _D["repetition_window"]
+    stop: tuple[str, ...] = _D["stop"]
+    seed: int | None = _D["seed"]
+    n: int = _D["n"]
+    best_of: int | None = _D["best_of"]
+    logprobs: bool = _D["logprobs"]
+    top_logprobs: int = _D["top_logprobs"]
+    echo: bool = _D["echo"]
+    logit_bias: Mapping[str, float] | None = _D["logit_bias"]
+    regex: str | None = _D["regex"]
+    choice: tuple[str, ...] | None = _D["choice"]
+    form: str | None = _D["form"]
+    acrostic: str | None = _D["acrostic"]
+    script: str = _D["script"]
 
     def __post_init__(self) -> None:
         for name, bound in BOUNDS.items():  # the bounds live in textgen.inference.limits
             value = getattr(self, name)
-            if not (name == "seed" and value is None):
+            if not (value is None and PARAMS[name].default is None):
                 bound.check(name, value)
         if self.script not in SCRIPTS:
             raise ValueError(f"script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
+        if self.best_of is not None and self.best_of < self.n:
+            raise ValueError(f"best_of must be >= n ({self.n}), got {self.best_of}")
         self._check_stop()
+        self._check_directions()
 
     @classmethod
     def from_fields(cls, values: Mapping[str, Any]) -> GenerationConfig:
@@ -64,8 +101,9 @@ class GenerationConfig:
         fields): other keys and None values are ignored, a list of stop strings is fine."""
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in values.items() if k in names and v is not None}
-        if isinstance(kw.get("stop"), list):
-            kw["stop"] = tuple(kw["stop"])
+        for k in ("stop", "choice"):
+            if isinstance(kw.get(k), list):
+                kw[k] = tuple(kw[k])
         return cls(**kw)
 
     def _check_stop(self) -> None:
@@ -79,21 +117,79 @@ class GenerationConfig:
             if len(s) > MAX_STOP_CHARS:
                 raise ValueError(f"stop strings must be at most {MAX_STOP_CHARS} chars, got {s!r}")
 
+    def _check_directions(self) -> None:
+        """The cheap checks of regex, choice, form, acrostic and logit_bias (compiling them
+        against a vocabulary is the engine's: textgen.inference.constraints)."""
+        asked = [k for k in ("regex", "choice", "form") if getattr(self, k) is not None]
+        if len(asked) > 1:
+            raise ValueError(
+                f"{asked[-1]} cannot go with {asked[0]}: give at most one of regex, choice, form"
+            )
+        if self.acrostic is not None and (self.regex is not None or self.choice is not None):
+            raise ValueError("acrostic goes with a form, not with regex or choice")
+        if self.regex is not None and not 0 < len(self.regex) <= MAX_PATTERN_CHARS:
+            raise ValueError(
+                f"regex must be 1 to {MAX_PATTERN_CHARS} characters, got {len(self.regex)}"
+            )
+        if self.choice is not None:
+            choice = tuple(self.choice)
+            object.__setattr__(self, "choice", choice)
+            if not 0 < len(choice) <= MAX_CHOICES:
+                raise ValueError(f"choice must list 1 to {MAX_CHOICES} strings, got {len(choice)}")
+            for c in choice:
+                if not isinstance(c, str) or not 0 < len(c) <= MAX_CHOICE_CHARS:
+                    raise ValueError(
+                        f"choice strings must be 1 to {MAX_CHOICE_CHARS} characters, got {c!r}"
+                    )
+        if self.acrostic is not None and not 0 < len(self.acrostic) <= MAX_ACROSTIC:
+            raise ValueError(
+                f"acrostic must be 1 to {MAX_ACROSTIC} characters, got {self.acrostic!r}"
+            )
+        self._check_bias()
+
+    def _check_bias(self) -> None:
+        bias = self.logit_bias
+        if bias is None:
+            return
+        if len(bias) > MAX_LOGIT_BIAS_KEYS:
+            raise ValueError(
+                f"logit_bias must hold at most {MAX_LOGIT_BIAS_KEYS} entries, got {len(bias)}"
+            )
+        for key, value in bias.items():
+            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            if not ok or not math.isfinite(value) or abs(value) > MAX_LOGIT_BIAS:
+                raise ValueError(
+                    f"logit_bias[{key!r}] must be a number in [-{MAX_LOGIT_BIAS:g}, "
+                    f"{MAX_LOGIT_BIAS:g}], got {value!r}"
+                )
+
     @property
     def wants_logprobs(self) -> bool:
         return self.logprobs or self.top_logprobs > 0
 
+    @property
+    def samples(self) -> int:
+        """Samples drawn: ``best_of`` when set, else ``n``."""
+        return self.best_of if self.best_of is not None else self.n
+
+    @property
+    def constrained(self) -> bool:
+        return any(getattr(self, k) is not None for k in ("regex", "choice", "form", "acrostic"))
+
 
 @dataclass
 class RowParams:
-    """One row of a decode batch: its parameters, recent context and uniform draw."""
+    """One row of a decode batch: its parameters, recent context, uniform draw, the tokens its
+    constraint allows now ((V,) bool, None: all) and its logit bias ((ids, values), or None)."""
 
     config: GenerationConfig
     recent: Sequence[int]
     uniform: float
+    allowed: Tensor | None = None
+    bias: tuple[Tensor, Tensor] | None = None
 
 
-HEAD_RANKS = 256  # ranks a top-k / top-p draw sorts when its filters allow
+Processor = Callable[[Tensor, Sequence[RowParams]], None]
 
 
 def sample_next(log_probs: Tensor, rows: Sequence[RowParams], banned: Sequence[int] = ()) -> Tensor:
@@ -104,16 +200,15 @@ def sample_next(log_probs: Tensor, rows: Sequence[RowParams], banned: Sequence[i
     scores = log_probs.clone()  # (B, V)
     if banned:
         scores[:, list(banned)] = -math.inf
-    _apply_repetition_penalty(scores, rows)
-    temps_list = [r.config.temperature for r in rows]
-    if all(t == 0 for t in temps_list):
+    for process in PROCESSORS:
+        process(scores, rows)
+    greedy = [r.config.temperature == 0 for r in rows]
+    if all(greedy):
         return scores.argmax(dim=-1)  # (B,)
-    temps = torch.tensor(temps_list, dtype=scores.dtype)  # (B,)
-    scaled = scores / temps.clamp_min(1e-6)[:, None]  # (B, V); greedy rows are replaced below
     uniforms = torch.tensor([r.uniform for r in rows], dtype=torch.float64)  # (B,)
-    drawn = _draw_filtered(scaled, rows, uniforms)
-    if any(t == 0 for t in temps_list):
-        drawn = torch.where(temps == 0, scores.argmax(dim=-1), drawn)
+    drawn = _draw_filtered(scores, rows, uniforms)
+    if any(greedy):
+        drawn = torch.where(torch.tensor(greedy), scores.argmax(dim=-1), drawn)
     return drawn
 
 
@@ -141,13 +236,74 @@ def _apply_repetition_penalty(scores: Tensor, rows: Sequence[RowParams]) -> None
     scores[ri, ci] = torch.where(s > 0, s / p, s * p)
 
 
+def _apply_logit_bias(scores: Tensor, rows: Sequence[RowParams]) -> None:
+    """OpenAI's logit_bias: each row's values added to its tokens' scores, in place."""
+    for i, row in enumerate(rows):
+        if row.bias is not None:
+            ids, values = row.bias  # (K,) each
+            scores[i, ids] += values
+
+
+def _apply_constraint(scores: Tensor, rows: Sequence[RowParams]) -> None:
+    """Tokens a row's constraint does not allow now get -inf, in place."""
+    idx = [i for i, r in enumerate(rows) if r.allowed is not None]
+    if not idx:
+        return
+    allowed = torch.stack([rows[i].allowed for i in idx])  # type: ignore[misc]  # (C, V)
+    sub = scores[idx].masked_fill(~allowed, -math.inf)
+    # a row whose every allowed token scores -inf (a ban on all of them): its allowed
+    # tokens come back level, so the draw still obeys the constraint
+    dead = torch.isinf(sub.amax(dim=-1))
+    if bool(dead.any()):
+        sub[dead] = torch.where(allowed[dead], 0.0, -math.inf)
+    scores[idx] = sub
+
+
+def _apply_temperature(scores: Tensor, rows: Sequence[RowParams]) -> None:
+    """Divide each row by its temperature, in place; greedy rows (0) are left for argmax."""
+    temps = [r.config.temperature for r in rows]
+    if all(t in (0.0, 1.0) for t in temps):
+        return
+    t = torch.tensor([x if x > 0 else 1.0 for x in temps], dtype=scores.dtype)  # (B,)
+    scores /= t[:, None]
+
+
+# Order matters: the mask comes after the bias (a bias cannot reopen a masked token) and
+# before top-k / top-p (the k likeliest among the allowed tokens).
+PROCESSORS: tuple[Processor, ...] = (
+    _apply_repetition_penalty,
+    _apply_logit_bias,
+    _apply_constraint,
+    _apply_temperature,
+)
+
+
+HEAD_RANKS = 256  # ranks a top-k / top-p draw sorts when its filters allow
+
+
 def _draw_filtered(scaled: Tensor, rows: Sequence[RowParams], uniforms: Tensor) -> Tensor:
-    """Top-k / top-p filter, then inverse-CDF draw. scaled (B, V) -> ids (B,)."""
+    """Top-k / top-p filter, then inverse-CDF draw. scaled (B, V) -> ids (B,).
+
+    A row without filters draws over the vocabulary in id order, a filtered row over its
+    ranked head: each row takes its own path, so a neighbour's filters never change its draw.
+    """
+    filtered = [r.config.top_k > 0 or r.config.top_p < 1.0 for r in rows]
+    if not any(filtered):
+        return _inverse_cdf(torch.softmax(scaled, dim=-1), uniforms)
+    if all(filtered):
+        return _draw_ranked(scaled, rows, uniforms)
+    on = torch.tensor(filtered)
+    drawn = torch.empty(len(rows), dtype=torch.long)
+    ranked = [r for r, f in zip(rows, filtered, strict=True) if f]
+    drawn[~on] = _inverse_cdf(torch.softmax(scaled[~on], dim=-1), uniforms[~on])
+    drawn[on] = _draw_ranked(scaled[on], ranked, uniforms[on])
+    return drawn
+
+
+def _draw_ranked(scaled: Tensor, rows: Sequence[RowParams], uniforms: Tensor) -> Tensor:
+    """The draw of rows with a top-k or top-p filter: over their ranked, filtered head."""
     top_k = [r.config.top_k for r in rows]
     top_p = [r.config.top_p for r in rows]
-    if not any(top_k) and all(p >= 1.0 for p in top_p):
-        probs = torch.softmax(scaled, dim=-1)  # (B, V)
-        return _inverse_cdf(probs, uniforms)
     probs, order = _ranked(torch.softmax(scaled, dim=-1), top_k, top_p)  # (B, R) each
     vocab = scaled.size(-1)
     ks = torch.tensor([k if k > 0 else vocab for k in top_k])  # (B,)
@@ -164,8 +320,8 @@ def _ranked(probs: Tensor, top_k: list[int], top_p: list[float]) -> tuple[Tensor
     """probs (B, V) -> (probabilities in descending order, their ids), each (B, R).
 
     R is HEAD_RANKS when every row's top-k or top-p filter drops all ranks past it (top_k <=
-    HEAD_RANKS, or the head already holds top_p of the mass), else the whole vocabulary: at
-    batch 32 a full sort of 4,689 entries costs ~4.6 ms on 2 cores, the top 256 ~0.9 ms.
+    HEAD_RANKS, or the head already holds top_p of the mass), else the whole vocabulary: a
+    top-k of the head is several times cheaper than a full sort (docs/benchmarks.md).
     """
     # a row whose top-k is off (or past the head) and top-p is 1 keeps every rank: the mass
     # test below cannot pass (it needs m >= 1.001), so skip the topk and sort at once
@@ -218,89 +374,3 @@ def token_logprobs(
             top = {names[i]: v for i, v in pairs}
         out.append(TokenLogprob(names[tokens[b]], chosen[b], 0, top) if want[b] else None)
     return out
-
-
-# ---------------------------------------------------------------- what sampling produces
-
-
-@dataclass
-class TokenLogprob:
-    """A generated token, its model log-probability, its char offset, the top alternatives."""
-
-    token: str
-    logprob: float
-    offset: int
-    top: dict[str, float] | None = None
-
-
-@dataclass
-class SampleResult:
-    """One of a request's ``n`` samples. ``tokens`` counts every generated token."""
-
-    index: int
-    text: str
-    finish_reason: FinishReason  # "timeout": the request's deadline
-    tokens: int
-    logprobs: list[TokenLogprob] | None = None
-
-
-@dataclass
-class GenerationResult:
-    """A finished request: normalised prompt, counts, samples and timings (milliseconds).
-
-    ``prompt`` is what the model read (normalised, in the model's script); ``script`` is the
-    script of the samples' text ("unknown" when no conversion applies).
-    """
-
-    id: str
-    prompt: str
-    prompt_tokens: int
-    unknown_prompt_chars: int
-    samples: list[SampleResult]
-    timing: dict[str, float]
-    script: str = "unknown"
-
-    @property
-    def text(self) -> str:
-        return self.samples[0].text if self.samples else ""
-
-    @property
-    def finish_reason(self) -> FinishReason:
-        return self.samples[0].finish_reason if self.samples else "cancelled"
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(s.tokens for s in self.samples)
-
-
-@dataclass
-class Chunk:
-    """Newly generated text of sample ``index`` (streaming), with its tokens' log-probs."""
-
-    index: int
-    text: str
-    logprobs: list[TokenLogprob] | None = None
-
-
-@dataclass
-class Done:
-    """The request is finished; the last event it gets."""
-
-    result: GenerationResult
-
-
-@dataclass
-class Failed:
-    """The engine hit an unexpected error; the request is over."""
-
-    message: str
-
-
-@dataclass
-class Expired:
-    """The request waited for a batch slot past its start deadline and never started."""
-
-    waited_s: float
-
-
-Event = Chunk | Done | Failed | Expired

@@ -8,6 +8,7 @@ No ``from __future__ import annotations`` here: FastAPI must see the request mod
 are built per app (:func:`~textgen.server.requests.request_models`), as real objects.
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from textgen import __version__
 from textgen.inference.engine import PromptError, QueueFull
 from textgen.inference.generator import TextGenerator
+from textgen.inference.patterns import FieldError
+from textgen.inference.sampling import GenerationConfig
 from textgen.server import requests
 from textgen.server import responses as out
 from textgen.server.access import ApiKeyMiddleware, RequestIdMiddleware, is_loopback
@@ -85,6 +88,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     handlers = {
         PromptError: lambda r, e: error(422, str(e), "invalid_request_error", "prompt"),
+        FieldError: lambda r, e: error(422, str(e), "invalid_request_error", e.field),
         QueueFull: lambda r, e: error(
             429, f"server busy: {e}", "rate_limit_error", headers={"Retry-After": "1"}
         ),
@@ -146,6 +150,7 @@ def _lifespan(settings: Settings, metrics: Metrics):
         yield
         log.info("shutting down: finishing %d requests in flight", runner.engine.in_flight)
         runner.close(settings.shutdown_timeout)
+        engine.constraints.close()
         torch.set_num_threads(threads_before)
 
     return lifespan
@@ -196,12 +201,30 @@ def app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
 
 
-def _submit(request: Request, body: JsonRequest, prompt: str) -> Handle:
-    """Queue a request with its id and deadlines (its own timeout, capped by the server's)."""
+def _config(body: JsonRequest) -> GenerationConfig:
+    """The request's config; what only the config can check is a 422 naming its field."""
+    try:
+        return to_config(body)
+    except ValueError as e:
+        word = str(e).split(" ", 1)[0].split("[", 1)[0]  # "best_of must be ..."
+        names = {core: name for name, core in body.CORE_NAMES.items()}  # max_new_tokens -> ...
+        word = names.get(word, word)
+        raise FieldError(word if word in type(body).model_fields else "body", str(e)) from None
+
+
+async def _submit(request: Request, body: JsonRequest, prompt: str) -> Handle:
+    """Queue a request with its id and deadlines (its own timeout, capped by the server's).
+
+    A regex, choice or form is compiled first, off the event loop (then cached): a slow
+    compile never stalls other requests, and a bad pattern is a 422 before anything queues.
+    """
     s: Settings = request.app.state.settings
+    config = _config(body)
+    if config.constrained:
+        await asyncio.to_thread(request.app.state.runner.engine.constraints.for_config, config)
     return request.app.state.runner.submit(
         prompt,
-        to_config(body),
+        config,
         body.stream,
         s.max_prompt_chars,
         rid=REQUEST_ID.get(),
@@ -221,8 +244,8 @@ def _add_generation_routes(app: FastAPI, settings: Settings, auth: dict) -> None
     )
     async def generate(body: GenerateRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """Continue a prompt. With `stream: true`: `chunk` events, then a `done` event."""
-        req = cast(requests.GenerateRequest, body)
-        handle = _submit(request, req, req.prompt)
+        req = cast(requests.GenerateBody, body)
+        handle = await _submit(request, req, req.prompt)
         model = request.app.state.generator.model_id
         if req.stream:
             await handle.started(request.receive)  # a 503 is still possible until then
@@ -237,8 +260,8 @@ def _add_generation_routes(app: FastAPI, settings: Settings, auth: dict) -> None
     )
     async def completions(body: CompletionRequest, request: Request) -> Any:  # type: ignore[valid-type]
         """The OpenAI legacy completions subset, so OpenAI client libraries work unchanged."""
-        req = cast(requests.CompletionRequest, body)
-        handle = _submit(request, req, req.text)
+        req = cast(requests.CompletionBody, body)
+        handle = await _submit(request, req, req.text)
         model, created = request.app.state.generator.model_id, int(time.time())
         if req.stream:
             await handle.started(request.receive)

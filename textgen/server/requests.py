@@ -1,7 +1,8 @@
 """The pydantic request models, every parameter bounded, and the one way to a GenerationConfig.
 
-Sampling bounds come from :data:`textgen.inference.limits.BOUNDS`, the table that
-``GenerationConfig`` validates against, so the HTTP API and the core cannot disagree. The
+The sampling fields are built from :data:`textgen.inference.limits.PARAMS`, the declaration
+that ``GenerationConfig`` and `textgen generate` read too (defaults, bounds, help), so the
+HTTP API and the core cannot disagree. The
 limits that an operator sets (prompt length, ``max_new_tokens``, ``n``) become bounds in the
 request models themselves (:func:`request_models`), so the OpenAPI schema documents the limits
 a server actually enforces and FastAPI answers 422 with the field and the value.
@@ -14,7 +15,17 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
-from textgen.inference.limits import BOUNDS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+from textgen.inference.limits import (
+    BOUNDS,
+    MAX_ACROSTIC,
+    MAX_CHOICE_CHARS,
+    MAX_CHOICES,
+    MAX_LOGIT_BIAS_KEYS,
+    MAX_PATTERN_CHARS,
+    MAX_STOP_CHARS,
+    MAX_STOP_STRINGS,
+    PARAMS,
+)
 from textgen.inference.sampling import GenerationConfig
 from textgen.server.settings import Settings
 
@@ -27,11 +38,6 @@ StopField = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_S
 
 # textgen.data.script.SCRIPTS as a type, so the schema lists the values and others get 422
 Script = Literal["auto", "simplified", "traditional"]
-SCRIPT_HELP = (
-    "Chinese script of the output: auto (the prompt's; the model's when the prompt shows "
-    "neither), simplified or traditional. Prompts and stop strings in either script are "
-    "accepted."
-)
 
 # A prompt must hold a character that survives normalisation (not a space, control or
 # zero-width character); the schema publishes the same rule as a pattern.
@@ -121,24 +127,60 @@ class JsonRequest(BaseModel):
         return {self.CORE_NAMES.get(k, k): v for k, v in self.model_dump().items()}
 
 
-class GenerateRequest(JsonRequest):
+# Each sampling parameter's pydantic type; defaults, bounds and help come from PARAMS.
+ChoiceString = Annotated[str, Field(min_length=1, max_length=MAX_CHOICE_CHARS)]
+TYPES: dict[str, Any] = {
+    "max_new_tokens": int,
+    "temperature": float,
+    "top_k": int,
+    "top_p": float,
+    "repetition_penalty": float,
+    "repetition_window": int,
+    "stop": StopField,
+    "seed": int | None,
+    "n": int,
+    "best_of": int | None,
+    "logprobs": bool,
+    "top_logprobs": int,
+    "echo": bool,
+    "logit_bias": Annotated[dict[str, float], Field(max_length=MAX_LOGIT_BIAS_KEYS)] | None,
+    "regex": Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)] | None,
+    "choice": Annotated[list[ChoiceString], Field(min_length=1, max_length=MAX_CHOICES)] | None,
+    "form": Annotated[str, Field(min_length=1, max_length=20)] | None,
+    "acrostic": Annotated[str, Field(min_length=1, max_length=MAX_ACROSTIC)] | None,
+    "script": Script,
+}
+# /v1/completions: OpenAI's own ``logprobs`` (an int: alternatives per token) stands for
+# textgen's top_logprobs and logprobs together, so those two are not fields of their own.
+OPENAI_SKIP = ("logprobs", "top_logprobs")
+SERVER_LIMITS = ("max_new_tokens", "n", "best_of")  # lowered by a server's settings
+
+
+def param_fields(openai: bool, limits: dict[str, int] | None = None) -> dict[str, Any]:
+    """The request-model fields of every parameter in PARAMS: ``{name: (type, Field)}``.
+
+    ``openai``: under OpenAI's names and defaults. ``limits``: a server's upper bounds.
+    """
+    out: dict[str, Any] = {}
+    for name, p in PARAMS.items():
+        if openai and name in OPENAI_SKIP:
+            continue
+        default = p.openai_default if openai and p.openai_default is not None else p.default
+        if default is not None and limits and name in limits:
+            default = min(default, limits[name])
+        extra = p.bound.field((limits or {}).get(name)) if p.bound is not None else {}
+        default = list(default) if isinstance(default, tuple) else default
+        field = Field(None if default == [] else default, description=p.help, **extra)
+        out[(p.openai if openai and p.openai else name)] = (TYPES[name], field)
+    return out
+
+
+class GenerateBody(JsonRequest):
     """`POST /v1/generate`. Unknown fields are refused so that a typo is not ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, description="text to continue (normalised as in training)")
-    max_new_tokens: int = bounded("max_new_tokens", 200, "generate at most this many characters")
-    temperature: float = bounded("temperature", 1.0, "0 = greedy")
-    top_k: int = bounded("top_k", 0, "keep the k likeliest (0 = off)")
-    top_p: float = bounded("top_p", 1.0, "nucleus mass (1 = off)")
-    repetition_penalty: float = bounded("repetition_penalty", 1.0, "1 = off")
-    repetition_window: int = bounded("repetition_window", 64, "tokens the penalty looks back")
-    stop: StopField = Field(None, description="stop before any of these strings")
-    seed: int | None = bounded("seed", None, "same seed, same text")
-    n: int = bounded("n", 1, "independent samples")
-    logprobs: bool = Field(False, description="return each character's log-probability")
-    top_logprobs: int = bounded("top_logprobs", 0, "alternatives per char")
-    script: Script = Field("auto", description=SCRIPT_HELP)
 
     @field_validator("prompt")
     @classmethod
@@ -146,28 +188,34 @@ class GenerateRequest(JsonRequest):
         return _check_prompt(v)
 
 
-class CompletionRequest(JsonRequest):
-    """`POST /v1/completions`: the OpenAI subset. Other OpenAI fields are accepted and ignored."""
+GenerateRequest = create_model(
+    "GenerateRequest", __base__=GenerateBody, **param_fields(openai=False)
+)
 
-    model_config = ConfigDict(extra="ignore")
-    # OpenAI's names; ``logprobs: k`` asks for log-probs with k alternatives each
+
+class CompletionBody(JsonRequest):
+    """`POST /v1/completions`: the OpenAI subset, vLLM's guided_regex / guided_choice and
+    textgen's own parameters. An OpenAI field that textgen does not implement is a 422
+    naming it; only harmless ones are accepted (``user``; penalties at their neutral 0)."""
+
+    model_config = ConfigDict(extra="forbid")
     CORE_NAMES: ClassVar[dict[str, str]] = {
-        "max_tokens": "max_new_tokens",
-        "logprobs": "top_logprobs",
+        **{p.openai: name for name, p in PARAMS.items() if p.openai},
+        "logprobs": "top_logprobs",  # OpenAI's ``logprobs: k`` asks for k alternatives
     }
 
     model: str | None = Field(None, max_length=200, description="any name: one model is served")
     prompt: str | list[str] = Field(description="a string, or a list holding one string")
-    max_tokens: int = bounded("max_new_tokens", 16)
-    temperature: float = bounded("temperature", 1.0)
-    top_p: float = bounded("top_p", 1.0)
-    n: int = bounded("n", 1)
-    stop: StopField = None
-    seed: int | None = bounded("seed", None)
-    logprobs: int | None = bounded("top_logprobs", None)
-    top_k: int = bounded("top_k", 0, "textgen extension")
-    repetition_penalty: float = bounded("repetition_penalty", 1.0, "textgen extension")
-    script: Script = Field("auto", description="textgen extension. " + SCRIPT_HELP)
+    logprobs: int | None = bounded("top_logprobs", None, "log-probs with this many alternatives")
+    user: str | None = Field(
+        None, max_length=256, description="OpenAI's end-user id: accepted, not used"
+    )
+    presence_penalty: float = Field(
+        0.0, ge=0.0, le=0.0, description="only 0: textgen offers repetition_penalty instead"
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=0.0, le=0.0, description="only 0: textgen offers repetition_penalty instead"
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -181,15 +229,30 @@ class CompletionRequest(JsonRequest):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
     def core_values(self) -> dict[str, Any]:
-        return {**super().core_values(), "logprobs": self.logprobs is not None}
+        values = super().core_values()
+        values["logprobs"] = self.logprobs is not None
+        values["top_logprobs"] = self.logprobs or 0
+        return values
+
+
+CompletionRequest = create_model(
+    "CompletionRequest", __base__=CompletionBody, **param_fields(openai=True)
+)
 
 
 def to_config(body: JsonRequest) -> GenerationConfig:
-    """The one place where a request becomes a ``GenerationConfig``."""
-    return GenerationConfig.from_fields(body.core_values())
+    """The one place where a request becomes a ``GenerationConfig``: ValueError (a 422) for
+    what the fields' own bounds cannot say (best_of below n, a regex with a form, ...), and
+    for what a stream cannot carry."""
+    config = GenerationConfig.from_fields(body.core_values())
+    if body.stream and config.best_of is not None and config.best_of > config.n:
+        raise ValueError("best_of > n cannot stream: the best samples are known at the end")
+    if body.stream and config.echo:
+        raise ValueError("echo cannot stream: ask for the prompt's log-probs without stream")
+    return config
 
 
-def request_models(s: Settings) -> tuple[type[GenerateRequest], type[CompletionRequest]]:
+def request_models(s: Settings) -> tuple[type[JsonRequest], type[JsonRequest]]:
     """The request models with this server's limits as schema bounds."""
     prompt = Annotated[
         str,
@@ -199,23 +262,18 @@ def request_models(s: Settings) -> tuple[type[GenerateRequest], type[CompletionR
             json_schema_extra={"pattern": PROMPT_PATTERN},
         ),
     ]
-    most, n = s.max_new_tokens, s.max_n
+    limits = {"max_new_tokens": s.max_new_tokens, "n": s.max_n, "best_of": s.max_n}
     gen = create_model(
         "GenerateRequest",
-        __base__=GenerateRequest,
+        __base__=GenerateBody,
         prompt=(prompt, Field(description="text to continue (normalised as in training)")),
-        max_new_tokens=(
-            int,
-            bounded("max_new_tokens", min(200, most), "at most this many chars", most),
-        ),
-        n=(int, bounded("n", 1, "independent samples", n)),
+        **param_fields(openai=False, limits=limits),
     )
     one_prompt = Annotated[list[prompt], Field(min_length=1, max_length=1)]
     comp = create_model(
         "CompletionRequest",
-        __base__=CompletionRequest,
+        __base__=CompletionBody,
         prompt=(prompt | one_prompt, Field(description="a string, or a list of one string")),
-        max_tokens=(int, bounded("max_new_tokens", min(16, most), None, most)),
-        n=(int, bounded("n", 1, None, n)),
+        **param_fields(openai=True, limits=limits),
     )
     return gen, comp

@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from textgen.inference.sampling import Chunk, FinishReason, GenerationResult, TokenLogprob
+from textgen.inference.events import Chunk, FinishReason, GenerationResult, TokenLogprob
 
 
 class TokenInfo(BaseModel):
     token: str
-    logprob: float
+    logprob: float | None = Field(description="None only for a prompt's first token")
     offset: int = Field(description="char offset of the token in the choice's text")
     top: dict[str, float] | None = Field(
         None, description="the likeliest vocabulary tokens, in the model's script"
@@ -60,6 +60,9 @@ class GenerateResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     timing: Timing
+    prompt_logprobs: list[TokenInfo] | None = Field(
+        None, description="with echo: each prompt token's log-probability given those before it"
+    )
 
 
 class ChunkEvent(BaseModel):
@@ -101,8 +104,8 @@ class ModelList(BaseModel):
 
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]] | None
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None
     text_offset: list[int]
 
 
@@ -164,6 +167,7 @@ def generate_response(r: GenerationResult, model: str) -> GenerateResponse:
         choices=choices,
         usage=usage,
         timing=Timing(**r.timing),
+        prompt_logprobs=_tokens(r.prompt_logprobs),
     )
 
 
@@ -176,26 +180,33 @@ def error_event(message: str) -> ErrorResponse:
     return ErrorResponse(error=ErrorBody(message=message, type="server_error"))
 
 
-def openai_logprobs(lps: list[TokenLogprob] | None, base: int) -> CompletionLogprobs | None:
-    """Legacy completions shape; ``base`` (the prompt length) starts ``text_offset``."""
+def openai_logprobs(
+    lps: list[TokenLogprob] | None, base: int, prompt: list[TokenLogprob] | None = None
+) -> CompletionLogprobs | None:
+    """Legacy completions shape; ``base`` (the prompt length) starts ``text_offset``. With
+    echo, the ``prompt``'s tokens come first (the first has no log-prob: null, as OpenAI)."""
     if lps is None:
         return None
+    head = prompt or []
     return CompletionLogprobs(
-        tokens=[t.token for t in lps],
-        token_logprobs=[t.logprob for t in lps],
-        top_logprobs=[t.top or {} for t in lps],
-        text_offset=[base + t.offset for t in lps],
+        tokens=[t.token for t in head] + [t.token for t in lps],
+        token_logprobs=[t.logprob for t in head] + [t.logprob for t in lps],
+        top_logprobs=[None if t.logprob is None else t.top or {} for t in head]
+        + [t.top or {} for t in lps],
+        text_offset=[t.offset for t in head] + [base + t.offset for t in lps],
     )
 
 
 def completion_response(r: GenerationResult, model: str, created: int) -> CompletionResponse:
-    base = len(r.prompt)
+    """OpenAI's body; with echo, each choice's text starts with the prompt as the model read
+    it (normalised) and its log-probs with the prompt's."""
+    base, echo = len(r.prompt), r.prompt_logprobs is not None
     choices = [
         CompletionChoice(
-            text=s.text,
+            text=(r.prompt if echo else "") + s.text,
             index=s.index,
             finish_reason=s.finish_reason,
-            logprobs=openai_logprobs(s.logprobs, base),
+            logprobs=openai_logprobs(s.logprobs, base, r.prompt_logprobs),
         )
         for s in r.samples
     ]

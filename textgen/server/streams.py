@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
-from textgen.inference.sampling import Chunk, Done, Failed
+from textgen.inference.events import Chunk, Done, Failed
 from textgen.server import responses as out
 from textgen.server.batcher import Handle
 

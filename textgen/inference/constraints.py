@@ -1,0 +1,156 @@
+"""The constraint stage of sampling: which tokens a sample may draw next, state by state.
+
+A :class:`Constraint` wraps an outlines-core index (:mod:`textgen.inference.patterns`) over
+the model's vocabulary. Each sample that carries one keeps an integer state: the constraint
+gives that state's allowed tokens as a mask over the vocabulary, and the drawn token moves it
+on. Masks are built once per state and cached, so a constrained step costs a dictionary
+lookup and a masked fill.
+
+Ending: a pattern that is complete and cannot go on ends the sample (finish_reason "stop").
+Where it is complete but could go on (``[0-9]+`` after a digit), the model decides: the
+paragraph mark ``\\n``, the corpus's own end of a text, is then allowed as the end and is not
+part of the text (unless the pattern itself allows a ``\\n`` there, when it is a character).
+
+:class:`Constraints` compiles what a :class:`GenerationConfig` asks for, once per pattern and
+vocabulary (an LRU cache); a regex goes through the time-bounded worker process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from textgen.data.tokenizer import Vocab
+from textgen.inference.patterns import (
+    FieldError,
+    RegexWorker,
+    VocabKey,
+    build_index,
+    choice_regex,
+    form_regex,
+)
+
+END = "\n"  # the paragraph mark: a sample that may end ends with it
+
+
+class Constraint:
+    """One compiled pattern over one vocabulary (shared by every request that asks for it)."""
+
+    def __init__(self, index: Any, vocab_size: int, end_id: int | None, pattern: str) -> None:
+        self.index, self.vocab_size, self.end_id, self.pattern = index, vocab_size, end_id, pattern
+        self._masks: dict[int, tuple[Tensor, bool, bool]] = {}
+        self._lock = threading.Lock()  # a cache filled from the engine thread and the CLI
+
+    def start(self) -> int:
+        return int(self.index.get_initial_state())
+
+    def _entry(self, state: int) -> tuple[Tensor, bool, bool]:
+        """(mask (V,) bool, may end here, the end mark is only an end) for ``state``."""
+        entry = self._masks.get(state)
+        if entry is None:
+            allowed = [t for t in self.index.get_allowed_tokens(state) if t < self.vocab_size]
+            final = bool(self.index.is_final_state(state))
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            if allowed:
+                mask[torch.tensor(allowed)] = True
+            end_is_char = self.end_id is not None and bool(mask[self.end_id])
+            ends = final and self.end_id is not None and not end_is_char and bool(allowed)
+            if ends:
+                mask[self.end_id] = True
+            entry = (mask, final and not allowed, ends)
+            with self._lock:
+                self._masks[state] = entry
+        return entry
+
+    def mask(self, state: int) -> Tensor:
+        """The tokens allowed in ``state``: (V,) bool."""
+        return self._entry(state)[0]
+
+    def advance(self, state: int, token: int) -> tuple[int, bool, bool]:
+        """(next state, the sample is complete, ``token`` was the end mark, not text)."""
+        _, _, ends = self._entry(state)
+        if ends and token == self.end_id:
+            return state, True, True
+        nxt = self.index.get_next_state(state, token)
+        if nxt is None:  # unreachable: the mask only admits tokens with a transition
+            raise RuntimeError(f"token {token} is not allowed in state {state} of {self.pattern!r}")
+        return int(nxt), self._entry(int(nxt))[1], False
+
+
+class Constraints:
+    """Compiles and caches the constraints of one vocabulary (an engine's)."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        to_model_text: Callable[[str], str],
+        timeout: float = 2.0,
+        cache_size: int = 64,
+    ) -> None:
+        """``to_model_text``: how a choice or head is read (script conversion, normalisation),
+        the way prompts are."""
+        self.vocab, self.to_model_text = vocab, to_model_text
+        self.key = VocabKey(tuple(vocab.tokens), (vocab.unk_id,))
+        self.end_id = vocab.id(END) if END in vocab else None
+        self.worker = RegexWorker(timeout)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, Constraint] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_config(self, config: Any) -> Constraint | None:
+        """The constraint a GenerationConfig asks for (None: none); FieldError naming the
+        field when it cannot be built. At most one of regex, choice and form is set."""
+        if config.regex is not None:
+            return self._get(("regex", config.regex), lambda: config.regex, "regex")
+        if config.choice is not None:
+            choices = tuple(self._text("choice", c) for c in config.choice)
+            return self._get(("choice", choices), lambda: choice_regex(choices), "choice")
+        if config.form is not None or config.acrostic is not None:
+            heads = self._heads(config.acrostic or "")
+            form = config.form if config.form is not None else f"{max(len(heads), 1)}x7"
+            return self._get(("form", form, heads), lambda: form_regex(form, heads), "form")
+        return None
+
+    def _text(self, field: str, text: str) -> str:
+        out = self.to_model_text(text)
+        if not out:
+            raise FieldError(field, f"empty after normalisation, got {text!r}")
+        missing = sorted({c for c in out if c not in self.vocab})
+        if missing and self.vocab.level == "char":
+            shown = ", ".join(repr(c) for c in missing[:10])
+            raise FieldError(field, f"characters the model does not have: {shown}")
+        return out
+
+    def _heads(self, acrostic: str) -> str:
+        heads = "".join(acrostic.split())  # 春 夏 秋 冬 or 春夏秋冬
+        return self._text("acrostic", heads) if heads else ""
+
+    def _get(self, key: tuple, pattern: Callable[[], str], field: str) -> Constraint:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        regex = pattern()
+        # a user's regex may explode: the worker bounds it; forms and choices are linear
+        if field == "regex":
+            index = self.worker.compile(regex, self.key)
+        else:
+            try:
+                index = build_index(regex, self.key)
+            except FieldError as e:
+                raise FieldError(field, e.message) from None
+        built = Constraint(index, len(self.vocab), self.end_id, regex)
+        with self._lock:
+            self._cache[key] = built
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return built
+
+    def close(self) -> None:
+        self.worker.close()
