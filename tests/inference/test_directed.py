@@ -192,8 +192,8 @@ def test_processors_mask_bias_and_leave_other_rows_alone():
     torch.manual_seed(0)
     logp = torch.log_softmax(torch.randn(3, 12), dim=-1)
     cfg = GenerationConfig(temperature=0.7, top_k=5)
-    allowed = torch.zeros(12, dtype=torch.bool)
-    allowed[[4, 9]] = True
+    allowed = torch.full((12,), -math.inf)
+    allowed[[4, 9]] = 0.0
     bias = (torch.tensor([2]), torch.tensor([100.0]))
     rows = [RowParams(cfg, [], 0.3), RowParams(cfg, [], 0.3, allowed), RowParams(cfg, [], 0.3)]
     rows[2].bias = bias

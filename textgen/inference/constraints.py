@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -43,14 +43,15 @@ class Constraint:
 
     def __init__(self, index: Any, vocab_size: int, end_id: int | None, pattern: str) -> None:
         self.index, self.vocab_size, self.end_id, self.pattern = index, vocab_size, end_id, pattern
-        self._masks: dict[int, tuple[Tensor, bool, bool]] = {}
+        self._masks: dict[int, tuple[Tensor, bool, bool, Tensor]] = {}
         self._lock = threading.Lock()  # a cache filled from the engine thread and the CLI
 
     def start(self) -> int:
         return int(self.index.get_initial_state())
 
-    def _entry(self, state: int) -> tuple[Tensor, bool, bool]:
-        """(mask (V,) bool, may end here, the end mark is only an end) for ``state``."""
+    def _entry(self, state: int) -> tuple[Tensor, bool, bool, Tensor]:
+        """(mask (V,) bool, complete here, the end mark is an end here, the mask as an
+        additive penalty (V,) float32: 0 where allowed, -inf elsewhere) for ``state``."""
         entry = self._masks.get(state)
         if entry is None:
             allowed = [t for t in self.index.get_allowed_tokens(state) if t < self.vocab_size]
@@ -62,7 +63,8 @@ class Constraint:
             ends = final and self.end_id is not None and not end_is_char and bool(allowed)
             if ends:
                 mask[self.end_id] = True
-            entry = (mask, final and not allowed, ends)
+            penalty = torch.zeros(self.vocab_size).masked_fill_(~mask, float("-inf"))
+            entry = (mask, final and not allowed, ends, penalty)
             with self._lock:
                 self._masks[state] = entry
         return entry
@@ -71,9 +73,13 @@ class Constraint:
         """The tokens allowed in ``state``: (V,) bool."""
         return self._entry(state)[0]
 
+    def penalty(self, state: int) -> Tensor:
+        """What sampling adds to the scores in ``state``: (V,) float32, 0 or -inf."""
+        return self._entry(state)[3]
+
     def advance(self, state: int, token: int) -> tuple[int, bool, bool]:
         """(next state, the sample is complete, ``token`` was the end mark, not text)."""
-        _, _, ends = self._entry(state)
+        ends = self._entry(state)[2]
         if ends and token == self.end_id:
             return state, True, True
         nxt = self.index.get_next_state(state, token)
@@ -154,3 +160,23 @@ class Constraints:
 
     def close(self) -> None:
         self.worker.close()
+
+
+def bias_tensors(vocab: Vocab, logit_bias: Mapping[str, float]) -> tuple[Tensor, Tensor]:
+    """logit_bias -> (ids, values) tensors. A key of ASCII digits is a token id (OpenAI's
+    form); any other key is a token itself (a character: textgen's extension)."""
+    ids: list[int] = []
+    for key in logit_bias:
+        if key.isascii() and key.isdigit():
+            if int(key) >= len(vocab):
+                raise FieldError(
+                    "logit_bias",
+                    f"token id {key} is outside the vocabulary (0 to {len(vocab) - 1})",
+                )
+            ids.append(int(key))
+        elif key in vocab:
+            ids.append(vocab.id(key))
+        else:
+            raise FieldError("logit_bias", f"{key!r} is not a token of this model")
+    values = torch.tensor(list(logit_bias.values()), dtype=torch.float32)
+    return torch.tensor(ids), values

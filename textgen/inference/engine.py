@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,11 +33,10 @@ from torch import Tensor
 
 from textgen.data.script import model_script, output_script, to_model_script
 from textgen.data.tokenizer import Vocab, make_tokenizer
-from textgen.inference.constraints import Constraints
+from textgen.inference.constraints import Constraints, bias_tensors
 from textgen.inference.decoder import Decoder, ModelDecoder
-from textgen.inference.events import Done, Event, Expired, Failed, TokenLogprob
-from textgen.inference.patterns import FieldError
-from textgen.inference.request import Request, Sample, Sink
+from textgen.inference.events import Done, Event, Expired, Failed
+from textgen.inference.request import Request, Sample, Sink, score_prompt
 from textgen.inference.sampling import (
     GenerationConfig,
     RowParams,
@@ -142,7 +141,7 @@ class Engine:
             config = dataclasses.replace(config, stop=stop)
         rid = rid if rid is not None else f"gen-{next(self._ids)}"
         constraint = self.constraints.for_config(config)
-        bias = self._bias(config.logit_bias) if config.logit_bias else None
+        bias = bias_tensors(self.vocab, config.logit_bias) if config.logit_bias else None
         return Request(
             rid,
             text,
@@ -158,25 +157,6 @@ class Engine:
             constraint=constraint,
             bias=bias,
         )
-
-    def _bias(self, logit_bias: Mapping[str, float]) -> tuple[Tensor, Tensor]:
-        """logit_bias -> (ids, values) tensors. A key of ASCII digits is a token id (OpenAI's
-        form); any other key is a token itself (a character: textgen's extension)."""
-        ids: list[int] = []
-        for key in logit_bias:
-            if key.isascii() and key.isdigit():
-                if int(key) >= len(self.vocab):
-                    raise FieldError(
-                        "logit_bias",
-                        f"token id {key} is outside the vocabulary (0 to {len(self.vocab) - 1})",
-                    )
-                ids.append(int(key))
-            elif key in self.vocab:
-                ids.append(self.vocab.id(key))
-            else:
-                raise FieldError("logit_bias", f"{key!r} is not a token of this model")
-        values = torch.tensor(list(logit_bias.values()), dtype=torch.float32)
-        return torch.tensor(ids), values
 
     def submit(self, request: Request) -> Request:
         """Queue a request; raise QueueFull if ``max_queue`` requests are already in flight."""
@@ -288,7 +268,7 @@ class Engine:
         n = req.config.samples
         ids = torch.from_numpy(req.ids)  # (T,)
         if req.config.echo:
-            req.prompt_logprobs = self._score_prompt(req)
+            req.prompt_logprobs = score_prompt(self.model, self.tokenizer, req)
         req.samples = [Sample(req, i) for i in range(n)]
         if req.config.max_new_tokens == 0:  # scoring only: nothing to draw
             for s in req.samples:
@@ -327,24 +307,6 @@ class Engine:
                 events.setdefault(s.request, []).append(chunk)
             if s.finish_reason and s.request.done:
                 self._finish(s.request, events)
-
-    def _score_prompt(self, req: Request) -> list[TokenLogprob]:
-        """Each prompt token's log-probability given the tokens before it, from a zero state
-        through the float32 model, as `textgen eval` scores text (the first has none)."""
-        ids = torch.from_numpy(req.ids)[None]  # (1, T)
-        features, _ = self.model(ids)
-        logp = self.model.log_probs(features[:, :-1])[0]  # (T-1, V): predicts ids[1:]
-        wanted = dataclasses.replace(req.config, logprobs=True)
-        targets = req.ids[1:].tolist()
-        scored = token_logprobs(logp, targets, [wanted] * len(targets), self.vocab.tokens)
-        pieces = self.tokenizer.split(req.prompt)  # the prompt's own text, <unk>s included
-        out = [TokenLogprob(pieces[0], None, 0, None)]
-        offset = len(pieces[0])
-        for piece, lp in zip(pieces[1:], scored, strict=True):
-            assert lp is not None  # every row asked
-            out.append(TokenLogprob(piece, lp.logprob, offset, lp.top))
-            offset += len(piece)
-        return out
 
     def _finish(self, req: Request, events: dict[Request, list[Event]]) -> None:
         if req.finished:

@@ -37,8 +37,8 @@ FORMS: dict[str, tuple[int, int]] = {
 }
 FREE_FORM = re.compile(r"(\d{1,2})\s*[xX×*]\s*(\d{1,2})")
 MAX_FORM_LINES, MAX_LINE_CHARS = MAX_ACROSTIC, 32
-# A poem's characters: CJK ideographs (the basic block, extension A, compatibility)
-HAN = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+# A poem's characters: CJK unified ideographs (the basic block and extension A)
+HAN = "[\u3400-\u4dbf\u4e00-\u9fff]"
 
 
 class FieldError(ValueError):

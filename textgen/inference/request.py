@@ -138,8 +138,9 @@ class Sample:
         return self.score / self.tokens if self.tokens else float("-inf")
 
     def allowed(self) -> Any:
-        """What the constraint allows next: (V,) bool, or None when unconstrained."""
-        return None if self.constraint is None else self.constraint.mask(self.cstate)
+        """What the constraint allows next as an additive mask ((V,) float32, 0 or -inf), or
+        None when unconstrained."""
+        return None if self.constraint is None else self.constraint.penalty(self.cstate)
 
     def push(self, token: int, piece: str, logprob: TokenLogprob | None) -> None:
         cfg = self.request.config
@@ -240,3 +241,28 @@ class Sample:
         text, _ = self._shown(final=True)
         lps = self._logprobs(0, len(text), True) if self.request.config.wants_logprobs else None
         return SampleResult(self.index, text, self.finish_reason or "cancelled", self.tokens, lps)
+
+
+def score_prompt(model: Any, tokenizer: Any, req: Request) -> list[TokenLogprob]:
+    """Each prompt token's log-probability given the tokens before it, from a zero state
+    through the float32 model, as `textgen eval` scores text (the first has none)."""
+    import dataclasses
+
+    import torch
+
+    from textgen.inference.sampling import token_logprobs
+
+    ids = torch.from_numpy(req.ids)[None]  # (1, T)
+    features, _ = model(ids)
+    logp = model.log_probs(features[:, :-1])[0]  # (T-1, V): predicts ids[1:]
+    wanted = dataclasses.replace(req.config, logprobs=True)
+    targets = req.ids[1:].tolist()
+    scored = token_logprobs(logp, targets, [wanted] * len(targets), tokenizer.vocab.tokens)
+    pieces = tokenizer.split(req.prompt)  # the prompt's own text, <unk>s included
+    out = [TokenLogprob(pieces[0], None, 0, None)]
+    offset = len(pieces[0])
+    for piece, lp in zip(pieces[1:], scored, strict=True):
+        assert lp is not None  # every row asked
+        out.append(TokenLogprob(piece, lp.logprob, offset, lp.top))
+        offset += len(piece)
+    return out
