@@ -30,6 +30,10 @@ examples:
   textgen generate --prompt 经济 --n 3 --json         # three samples, then one line of JSON
   textgen generate --prompt 春眠不覺曉 --stop 。      # a Traditional prompt: answered in Traditional
   textgen generate --prompt 中国 --script traditional # a Simplified prompt, Traditional output
+  textgen generate --form 七言绝句 --acrostic 春夏秋冬 # a poem of that shape, heads 春夏秋冬
+  textgen generate --prompt 今天 --regex '[0-9]{4}年[0-9]{1,2}月'   # the text matches it
+  textgen generate --prompt 首都是 --choice 北京 --choice 上海 --logit-bias 的=-100
+  textgen generate --prompts prompts.jsonl --output out.jsonl      # a file; a rerun resumes
 """
 
 SERVE_HELP = "HTTP API, OpenAI-compatible completions and a playground page"
