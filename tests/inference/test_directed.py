@@ -93,11 +93,13 @@ def test_a_complete_pattern_that_may_go_on_ends_at_the_paragraph_mark():
     assert built is not None
     s0 = built.start()
     assert built.mask(s0).nonzero().flatten().tolist() == [2]  # only "1"
-    s1, complete, is_end = built.advance(s0, 2)
-    assert not complete and not is_end
+    s1, entry, is_end = built.advance(s0, 2)
+    assert not entry.complete and not is_end
     assert built.mask(s1).nonzero().flatten().tolist() == [1, 3]  # "\n" (the end) or "2"
-    assert built.advance(s1, 1)[1:] == (True, True)  # the end mark: complete, not text
-    assert built.advance(s1, 3)[1:] == (True, False)  # "12": complete and cannot go on
+    _, entry, is_end = built.advance(s1, 1)
+    assert entry.complete and is_end  # the end mark: complete, not text
+    _, entry, is_end = built.advance(s1, 3)
+    assert entry.complete and not is_end  # "12": complete and cannot go on
 
 
 def test_constraint_errors_name_the_field_and_what_is_missing(gen):

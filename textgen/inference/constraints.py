@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -38,54 +38,68 @@ from textgen.inference.patterns import (
 END = "\n"  # the paragraph mark: a sample that may end ends with it
 
 
+class Entry(NamedTuple):
+    """What a state allows: ``mask`` (V,) bool; ``complete``: the pattern is done and cannot
+    go on; ``ends``: the end mark is allowed as the end; ``penalty``: the mask as (V,)
+    float32 to add to scores, 0 or -inf."""
+
+    mask: Tensor
+    complete: bool
+    ends: bool
+    penalty: Tensor
+
+
+DONE = Entry(torch.zeros(0, dtype=torch.bool), True, False, torch.zeros(0))  # after the end
+
+
 class Constraint:
     """One compiled pattern over one vocabulary (shared by every request that asks for it)."""
 
     def __init__(self, index: Any, vocab_size: int, end_id: int | None, pattern: str) -> None:
         self.index, self.vocab_size, self.end_id, self.pattern = index, vocab_size, end_id, pattern
-        self._masks: dict[int, tuple[Tensor, bool, bool, Tensor]] = {}
+        self._masks: dict[int, Entry] = {}
         self._lock = threading.Lock()  # a cache filled from the engine thread and the CLI
 
     def start(self) -> int:
         return int(self.index.get_initial_state())
 
-    def _entry(self, state: int) -> tuple[Tensor, bool, bool, Tensor]:
-        """(mask (V,) bool, complete here, the end mark is an end here, the mask as an
-        additive penalty (V,) float32: 0 where allowed, -inf elsewhere) for ``state``."""
+    def _entry(self, state: int) -> Entry:
+        """``state``'s :class:`Entry`, built at its first visit and cached."""
         entry = self._masks.get(state)
         if entry is None:
-            allowed = [t for t in self.index.get_allowed_tokens(state) if t < self.vocab_size]
+            allowed = self.index.get_allowed_tokens(state)  # may hold the end id: V
             final = bool(self.index.is_final_state(state))
-            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
-            if allowed:
-                mask[torch.tensor(allowed)] = True
+            full = torch.zeros(self.vocab_size + 1, dtype=torch.bool)
+            full[torch.tensor(allowed, dtype=torch.long)] = True
+            mask = full[: self.vocab_size]
+            can_go_on = bool(mask.any())
             end_is_char = self.end_id is not None and bool(mask[self.end_id])
-            ends = final and self.end_id is not None and not end_is_char and bool(allowed)
+            ends = final and self.end_id is not None and not end_is_char and can_go_on
             if ends:
                 mask[self.end_id] = True
             penalty = torch.zeros(self.vocab_size).masked_fill_(~mask, float("-inf"))
-            entry = (mask, final and not allowed, ends, penalty)
+            entry = Entry(mask, final and not can_go_on, ends, penalty)
             with self._lock:
                 self._masks[state] = entry
         return entry
 
     def mask(self, state: int) -> Tensor:
         """The tokens allowed in ``state``: (V,) bool."""
-        return self._entry(state)[0]
+        return self._entry(state).mask
 
     def penalty(self, state: int) -> Tensor:
         """What sampling adds to the scores in ``state``: (V,) float32, 0 or -inf."""
-        return self._entry(state)[3]
+        return self._entry(state).penalty
 
-    def advance(self, state: int, token: int) -> tuple[int, bool, bool]:
-        """(next state, the sample is complete, ``token`` was the end mark, not text)."""
-        ends = self._entry(state)[2]
-        if ends and token == self.end_id:
-            return state, True, True
+    def advance(self, state: int, token: int) -> tuple[int, Entry, bool]:
+        """(next state, its entry, ``token`` was the end mark and not text). On the end mark
+        the state stays and its entry says complete."""
+        if self._entry(state).ends and token == self.end_id:
+            return state, DONE, True
         nxt = self.index.get_next_state(state, token)
         if nxt is None:  # unreachable: the mask only admits tokens with a transition
             raise RuntimeError(f"token {token} is not allowed in state {state} of {self.pattern!r}")
-        return int(nxt), self._entry(int(nxt))[1], False
+        return int(nxt), self._entry(int(nxt)), False
 
 
 class Constraints:
@@ -110,17 +124,25 @@ class Constraints:
 
     def for_config(self, config: Any) -> Constraint | None:
         """The constraint a GenerationConfig asks for (None: none); FieldError naming the
-        field when it cannot be built. At most one of regex, choice and form is set."""
+        field when it cannot be built. At most one of regex, choice and form is set. The
+        cache is keyed on the request's own text: reading it the model's way (script,
+        normalisation) happens only on a miss."""
         if config.regex is not None:
             return self._get(("regex", config.regex), lambda: config.regex, "regex")
         if config.choice is not None:
-            choices = tuple(self._text("choice", c) for c in config.choice)
-            return self._get(("choice", choices), lambda: choice_regex(choices), "choice")
+            return self._get(("choice", config.choice), lambda: self._choices(config), "choice")
         if config.form is not None or config.acrostic is not None:
-            heads = self._heads(config.acrostic or "")
-            form = config.form if config.form is not None else f"{max(len(heads), 1)}x7"
-            return self._get(("form", form, heads), lambda: form_regex(form, heads), "form")
+            key = ("form", config.form, config.acrostic)
+            return self._get(key, lambda: self._form(config), "form")
         return None
+
+    def _choices(self, config: Any) -> str:
+        return choice_regex([self._text("choice", c) for c in config.choice])
+
+    def _form(self, config: Any) -> str:
+        heads = self._heads(config.acrostic or "")
+        form = config.form if config.form is not None else f"{max(len(heads), 1)}x7"
+        return form_regex(form, heads)
 
     def _text(self, field: str, text: str) -> str:
         out = self.to_model_text(text)

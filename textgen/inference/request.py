@@ -131,6 +131,7 @@ class Sample:
         self.finish_reason: FinishReason | None = None
         self.constraint = request.constraint
         self.cstate = self.constraint.start() if self.constraint is not None else 0
+        self._penalty = None if self.constraint is None else self.constraint.penalty(self.cstate)
         self.score = 0.0  # the sum of the drawn tokens' model log-probs (for best_of)
 
     @property
@@ -140,13 +141,14 @@ class Sample:
     def allowed(self) -> Any:
         """What the constraint allows next as an additive mask ((V,) float32, 0 or -inf), or
         None when unconstrained."""
-        return None if self.constraint is None else self.constraint.penalty(self.cstate)
+        return self._penalty
 
     def push(self, token: int, piece: str, logprob: TokenLogprob | None) -> None:
         cfg = self.request.config
         complete = False
         if self.constraint is not None:
-            self.cstate, complete, is_end = self.constraint.advance(self.cstate, token)
+            self.cstate, entry, is_end = self.constraint.advance(self.cstate, token)
+            complete, self._penalty = entry.complete, entry.penalty
             if is_end:  # the paragraph mark ended a complete pattern: not part of the text
                 self._finish("stop")
                 return
