@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.textgen-installed
 
-.PHONY: install demo chromium test test-fast fuzz reliability lint bench-prepare clean docker-lint docker-test
+.PHONY: install demo chromium test test-fast fuzz reliability lint bench-prepare bench-check clean docker-lint docker-test
 
 install: $(STAMP)
 
@@ -72,6 +72,13 @@ lint: install
 
 bench-prepare: install
 	$(BIN)/python benchmarks/prepare.py
+
+# Training speed of this tree against AGAINST (a commit), A B A B in one run; fails on a drop
+# beyond the runs' own spread. Not in CI: too noisy on a shared 2-core machine. Run it alone.
+AGAINST ?= HEAD~1
+bench-check: install
+	test -d data/prepared/pd1998 || $(BIN)/textgen prepare --out data/prepared/pd1998
+	$(BIN)/python benchmarks/bench_check.py --against $(AGAINST)
 
 docker-lint: install
 	$(BIN)/hadolint Dockerfile

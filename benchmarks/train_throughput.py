@@ -16,14 +16,24 @@ with the same evaluation code.
 
     python benchmarks/train_throughput.py [--data data/prepared/pd1998] [--steps 15] [--rounds 3]
                                           [--budget-minutes 5]
+
+Each run appends its figures to ``benchmarks/results/train_throughput.jsonl`` with the commit
+(``-dirty`` for uncommitted changes), the CPU model, the threads, torch and the precision: the
+history that ``make bench-check`` and docs/benchmarks.md read (``--no-record``: do not).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
+import os
+import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -153,6 +163,9 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument(
+        "--no-record", action="store_true", help=f"do not append the result to {HISTORY}"
+    )
+    ap.add_argument(
         "--only-reference",
         action="store_true",
         help="only train the reference for --budget-minutes; print its val/test BPC",
@@ -214,7 +227,49 @@ def main() -> None:
     if args.budget_minutes > 0:
         cell = args.cell if args.cell != "auto" else max(("lstm", "gru"), key=rates.__getitem__)
         result.update(equal_time(args, corpus, tmp, cell, rates[cell]))
+    if not (args.no_record or os.environ.get("TEXTGEN_BENCH_NO_RECORD")):
+        record(result, args)
     print(json.dumps(result))
+
+
+HISTORY = Path(__file__).resolve().parent / "results" / "train_throughput.jsonl"
+
+
+def provenance() -> dict:
+    """Where a figure comes from: the commit (``-dirty``: uncommitted changes), the CPU."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", "-C", str(root), *cmd], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    cpu = platform.processor()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return {"commit": commit, "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+
+
+def record(result: dict, args: argparse.Namespace) -> None:
+    """Append this run to the history (one JSON object per line)."""
+    row = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(),
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "rounds": args.rounds,
+        **result,
+    }
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    with HISTORY.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"recorded in {HISTORY.relative_to(HISTORY.parent.parent.parent)}")
 
 
 def reference_for(corpus: PreparedCorpus, seconds: float) -> dict:
