@@ -8,7 +8,9 @@ CPU the GRU runs textgen.model.cpu_gru and, under bf16 autocast, the LSTM textge
 with hand-written backwards whose time loops run in C++ where textgen.model.native built them).
 Same data (the prepared default corpus), same sizes: embedding 256, hidden 512, 2 layers,
 batch 32, sequence 128. Everything is measured in this run: in rounds, each timing the
-reference, our LSTM and our GRU back to back; the median round's ratio is the figure.
+reference, our LSTM and our GRU back to back, each in a process of its own (as each is run
+for real: the reference with the C library's defaults, ours as `textgen train` sets itself
+up); the median round's ratio is the figure.
 
 Part 2 (skipped with --budget-minutes 0) trains the reference and the faster of our two
 cells (or --cell) for the same wall-clock budget and scores both on the validation split
@@ -32,6 +34,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from torch import nn
 
 from textgen.data.dataset import PreparedCorpus, StreamBatcher
 from textgen.evaluation.evaluate import evaluate_ids
+from textgen.hardware import gemm_seconds
 from textgen.model.config import ModelConfig
 from textgen.train.config import TrainConfig
 from textgen.train.trainer import Trainer
@@ -135,6 +139,94 @@ def chars_per_s(step, steps: int, warmup: int = 3) -> tuple[float, float]:
     return BATCH * SEQ / statistics.median(times), loss
 
 
+def gemm_peak(dtype: torch.dtype, repeats: int = 5) -> float:
+    """GFLOP/s of this machine's best GEMM path (oneDNN via F.linear) at the training sizes:
+    (4096, 512) x (512, 2048), the best of ``repeats`` timings."""
+    m, k, n = BATCH * SEQ, HIDDEN, 4 * HIDDEN
+    best = min(gemm_seconds(dtype, m, k, n) / 4 for _ in range(repeats))
+    return 2 * m * k * n / best / 1e9
+
+
+def recurrent_flops(cell: str, embed: int) -> float:
+    """GEMM FLOPs per character of the recurrent stack, forward + backward (3x forward)."""
+    gates = {"lstm": 4, "gru": 3}[cell] * HIDDEN
+    per_layer = [2 * (n_in + HIDDEN) * gates for n_in in (embed, *[HIDDEN] * (LAYERS - 1))]
+    return 3 * sum(per_layer)
+
+
+def head_flops(corpus: PreparedCorpus, adaptive: bool) -> float:
+    """GEMM FLOPs per character of the softmax head, forward + backward: full, or adaptive with
+    textgen's cutoffs (each tail cluster only for its share of the training characters)."""
+    vocab = len(corpus.vocab)
+    if not adaptive:
+        return 3 * 2 * HIDDEN * vocab
+    from textgen.model.charlm import CharLM
+
+    model = CharLM(ModelConfig(vocab_size=vocab, hidden_size=HIDDEN, softmax="adaptive"))
+    head = model.adaptive
+    assert head is not None
+    counts = np.bincount(np.asarray(corpus.split("train")), minlength=vocab)
+    share = counts / counts.sum()
+    flops = 2 * HIDDEN * head.head.out_features
+    for i, tail in enumerate(head.tail):
+        lo, hi = head.cutoffs[i], head.cutoffs[i + 1]
+        proj, out = tail[0], tail[1]
+        flops += (
+            share[lo:hi].sum()
+            * 2
+            * (proj.in_features * proj.out_features + out.in_features * out.out_features)
+        )
+    return 3 * float(flops)
+
+
+def machine_report(corpus: PreparedCorpus, rates: dict[str, float], precision: str) -> dict:
+    """Each model's achieved GFLOP/s against the GEMM peaks measured now (bf16 and fp32)."""
+    peaks = {"bf16": gemm_peak(torch.bfloat16), "fp32": gemm_peak(torch.float32)}
+    per_char = {
+        "reference": recurrent_flops("lstm", EMBED) + head_flops(corpus, adaptive=False),
+        "lstm": recurrent_flops("lstm", EMBED) + head_flops(corpus, adaptive=True),
+        "gru": recurrent_flops("gru", EMBED) + head_flops(corpus, adaptive=True),
+    }
+    ours_peak = peaks["bf16"] if precision == "bf16" else peaks["fp32"]
+    print(f"\nGEMM peaks measured now: bf16 {peaks['bf16']:.0f}, fp32 {peaks['fp32']:.0f} GFLOP/s")
+    out = {"peak_gflops": {k: round(v) for k, v in peaks.items()}}
+    for name, flops in per_char.items():
+        achieved = flops * rates[name] / 1e9
+        peak = peaks["fp32"] if name == "reference" else ours_peak
+        print(
+            f"{name:<10} {flops / 1e6:>6.2f} MFLOP/char  {achieved:>6.0f} GFLOP/s  "
+            f"{achieved / peak:>5.0%} of the {'fp32' if name == 'reference' else precision} peak"
+        )
+        out[f"{name}_gflops"] = round(achieved)
+        out[f"{name}_of_peak"] = round(achieved / peak, 3)
+    return out
+
+
+def timed_child(args: argparse.Namespace, model: str) -> dict:
+    """chars/s of ``model`` (reference, lstm or gru) timed in a fresh process."""
+    cmd = [sys.executable, __file__, "--child", model, "--data", args.data]
+    cmd += ["--steps", str(args.steps), "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"timing {model} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """The --child mode: build one model, time it, print one JSON line."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="textgen-tp-") as tmp:
+        if args.child == "reference":
+            ref = ReferenceLoop(PreparedCorpus.open(args.data))
+            rate, _ = chars_per_s(ref.step, args.steps)
+            print(json.dumps({"chars_per_s": rate}))
+            return
+        trainer = ours(args.data, args.child, tmp)
+        rate, _ = chars_per_s(lambda: trainer.train_step()["loss"], args.steps)
+        print(json.dumps({"chars_per_s": rate, "precision": trainer.precision}))
+
+
 def train_for(step, seconds: float) -> int:
     n, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
@@ -162,6 +254,7 @@ def main() -> None:
         help="our cell in the equal-time run (auto: the faster one in this run)",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--child", choices=("reference", "lstm", "gru"), help=argparse.SUPPRESS)
     ap.add_argument(
         "--no-record", action="store_true", help=f"do not append the result to {HISTORY}"
     )
@@ -175,6 +268,9 @@ def main() -> None:
         ap.error(f"--steps and --rounds must be >= 1, got {args.steps} and {args.rounds}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.child:
+        run_child(args)
+        return
     corpus = PreparedCorpus.open(args.data)
     if args.only_reference:
         result = reference_for(corpus, args.budget_minutes * 60)
@@ -184,22 +280,21 @@ def main() -> None:
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="textgen-tp-")
-    ref = ReferenceLoop(corpus)
-    lstm, gru = ours(args.data, "lstm", f"{tmp}/lstm"), ours(args.data, "gru", f"{tmp}/gru")
-    steps = {
-        "reference": ref.step,
-        "lstm": lambda: lstm.train_step()["loss"],
-        "gru": lambda: gru.train_step()["loss"],
-    }
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, our precision: "
-        f"{lstm.precision}; {args.rounds} rounds of {args.steps} timed steps each"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.rounds} rounds "
+        f"of {args.steps} timed steps each, each model in a process of its own"
     )
     # The machine's speed drifts over minutes: each round times all three back to back, and
-    # the ratio is taken within a round; the median round is reported.
-    rounds = []
+    # the ratio is taken within a round; the median round is reported. A process per model:
+    # the reference runs with the C library's defaults, as the example does; ours with what
+    # `textgen train` sets up (its allocator setting included), and no model inherits another's
+    # heap.
+    rounds, precision = [], "?"
     for i in range(args.rounds):
-        r = {name: chars_per_s(step, args.steps)[0] for name, step in steps.items()}
+        r = {}
+        for name in ("reference", "lstm", "gru"):
+            timed = timed_child(args, name)
+            r[name], precision = timed["chars_per_s"], timed.get("precision", precision)
         r["ratio"] = max(r["lstm"], r["gru"]) / r["reference"]
         rounds.append(r)
         print(
@@ -222,7 +317,8 @@ def main() -> None:
         "gru_chars_per_s": round(rates["gru"]),
         "ratio": round(rates["ratio"], 3),
         "round_ratios": [round(r["ratio"], 3) for r in rounds],
-        "precision": lstm.precision,
+        "precision": precision,
+        **machine_report(corpus, rates, precision),
     }
     if args.budget_minutes > 0:
         cell = args.cell if args.cell != "auto" else max(("lstm", "gru"), key=rates.__getitem__)

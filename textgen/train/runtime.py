@@ -3,8 +3,11 @@ the optimizer."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,6 +97,34 @@ def install_signal_handlers(on_signal: Callable[[str], None]) -> Callable[[], No
             signal.signal(s, h)
 
     return restore
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_ALLOCATIONS_UP_TO = 1 << 30  # bytes: larger blocks still get their own mapping
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let the C allocator reuse freed memory for large tensors instead of unmapping it.
+
+    A training step allocates and frees the same large buffers every time (activations,
+    logits and their gradients, tens of megabytes each). Above glibc's mmap threshold (at
+    most 32 MiB by default) each one is a fresh mapping, so every step pays page faults and
+    the kernel's zeroing of every page, which on CPU costs a sizeable share of a step
+    (docs/benchmarks.md). Raising the threshold and the trim threshold keeps those pages in
+    the process: the resident size stays at its peak instead of shrinking between steps.
+    Once per process; False where the C library is not glibc (nothing changed).
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(M_MMAP_THRESHOLD, HEAP_ALLOCATIONS_UP_TO) == 1
+    return ok and mallopt(M_TRIM_THRESHOLD, 2 * HEAP_ALLOCATIONS_UP_TO) == 1
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -38,6 +38,7 @@ from textgen.train.runtime import (
     agree,
     init_distributed,
     install_signal_handlers,
+    keep_freed_memory,
     make_optimizer,
     resolve_precision,
 )
@@ -90,6 +91,8 @@ class Trainer:
         self.notes: dict[str, Any] = {}  # extra facts for config.json (the defaults chosen)
         self.out, self.cfg, self.model_cfg = Path(out), cfg, model_cfg
         self.device = pick_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for each step's large buffers
         self.precision = resolve_precision(cfg.precision, self.device)
         self.dist = init_distributed(self.device)
         if cfg.threads:

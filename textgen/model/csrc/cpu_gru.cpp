@@ -87,14 +87,14 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& xp, const at::Tensor& b_i
   const float* bhh = b_hh.data_ptr<float>();
   for (int64_t t = 0; t < T; ++t) {
     const at::Tensor p = gemm(hsd[t], w_hh_packed, w_hh);  // (B, 3H) = h W_hh^T
-    const D* xt = ptr<D>(xp[t]);
+    const D* xt = row<D>(xp, t);
     const D* pt = ptr<D>(p);
-    const float* ht = hs[t].data_ptr<float>();
-    float* rzt = rz[t].data_ptr<float>();
-    float* nt = n[t].data_ptr<float>();
-    float* pnt = pn[t].data_ptr<float>();
-    float* ho = hs[t + 1].data_ptr<float>();
-    D* hdo = ptr<D>(hsd[t + 1]);
+    const float* ht = row<float>(hs, t);
+    float* rzt = row<float>(rz, t);
+    float* nt = row<float>(n, t);
+    float* pnt = row<float>(pn, t);
+    float* ho = row<float>(hs, t + 1);
+    D* hdo = row<D>(hsd, t + 1);
     at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t b = 0; b < B; ++b)
         forward_cols<D>(H, j0, j1, xt + b * 3 * H, bih, pt + b * 3 * H, bhh, ht + b * H, rzt + b * 2 * H,
@@ -118,13 +118,13 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_out, const at::Tensor&
   float* c = carry.data_ptr<float>();
   float* dhp = dh.data_ptr<float>();
   for (int64_t t = T - 1; t >= 0; --t) {
-    const float* o = d_out[t].data_ptr<float>();
-    const float* rzt = rz[t].data_ptr<float>();
-    const float* nt = n[t].data_ptr<float>();
-    const float* pnt = pn[t].data_ptr<float>();
-    const float* hprev = hs[t].data_ptr<float>();
-    D* dpt = ptr<D>(dp[t]);
-    D* dxt = ptr<D>(dx[t]);
+    const float* o = row<float>(d_out, t);
+    const float* rzt = row<float>(rz, t);
+    const float* nt = row<float>(n, t);
+    const float* pnt = row<float>(pn, t);
+    const float* hprev = row<float>(hs, t);
+    D* dpt = row<D>(dp, t);
+    D* dxt = row<D>(dx, t);
     at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t b = 0; b < B; ++b)
         backward_cols<D>(H, j0, j1, o + b * H, c + b * H, rzt + b * 2 * H, nt + b * H, pnt + b * H,

@@ -86,14 +86,14 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& xp, const at::Tensor& bia
   const float* b = bias.data_ptr<float>();
   for (int64_t t = 0; t < T; ++t) {
     const at::Tensor p = gemm(hsd[t], w_hh_packed, w_hh);  // (B, 4H) = h W_hh^T
-    const D* xt = ptr<D>(xp[t]);
+    const D* xt = row<D>(xp, t);
     const D* pt = ptr<D>(p);
-    const float* ct = cs[t].data_ptr<float>();
-    float* at_ = act[t].data_ptr<float>();
-    float* co = cs[t + 1].data_ptr<float>();
-    float* tco = tc[t].data_ptr<float>();
-    float* ho = hs[t + 1].data_ptr<float>();
-    D* hdo = ptr<D>(hsd[t + 1]);
+    const float* ct = row<float>(cs, t);
+    float* at_ = row<float>(act, t);
+    float* co = row<float>(cs, t + 1);
+    float* tco = row<float>(tc, t);
+    float* ho = row<float>(hs, t + 1);
+    D* hdo = row<D>(hsd, t + 1);
     at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t r = 0; r < B; ++r)
         forward_cols<D>(H, j0, j1, xt + r * 4 * H, pt + r * 4 * H, b, ct + r * H, at_ + r * 4 * H, co + r * H,
@@ -117,11 +117,11 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& d_out, const at::Tensor&
   float* ch = carry_h.data_ptr<float>();
   float* cc = carry_c.data_ptr<float>();
   for (int64_t t = T - 1; t >= 0; --t) {
-    const float* o = d_out[t].data_ptr<float>();
-    const float* at_ = act[t].data_ptr<float>();
-    const float* cp = cs[t].data_ptr<float>();
-    const float* tct = tc[t].data_ptr<float>();
-    D* dat = ptr<D>(da[t]);
+    const float* o = row<float>(d_out, t);
+    const float* at_ = row<float>(act, t);
+    const float* cp = row<float>(cs, t);
+    const float* tct = row<float>(tc, t);
+    D* dat = row<D>(da, t);
     at::parallel_for(0, H, 64, [&](int64_t j0, int64_t j1) {
       for (int64_t r = 0; r < B; ++r)
         backward_cols<D>(H, j0, j1, o + r * H, ch + r * H, cc + r * H, at_ + r * 4 * H, cp + r * H, tct + r * H,

@@ -52,6 +52,13 @@ D* ptr(const at::Tensor& t) {
   }
 }
 
+// Row i of a contiguous tensor's first dimension, as a pointer: the per-time-step views of the
+// loops without creating a tensor for each (a select costs microseconds, a step a few dozen).
+template <typename D>
+D* row(const at::Tensor& t, int64_t i) {
+  return ptr<D>(t) + i * t.stride(0);
+}
+
 // x (B, K) @ w^T for w (N, K) given as oneDNN-packed (torch.ops.mkldnn._reorder_linear_weight):
 // a packed weight saves oneDNN reordering it on every call, which at batch 32 costs about a
 // third of the GEMM. Without one, w_plain (N, K) through at::mm.
