@@ -4,8 +4,9 @@
 gate there). The commit is checked out into a temporary git worktree; then
 ``benchmarks/train_throughput.py --budget-minutes 0`` runs in a fresh process for each tree in
 turn, A B A B (``--pairs`` times), so the machine's drift over minutes hits both trees alike.
-Each process times the reference loop, our LSTM and our GRU back to back, and each cell is
-judged by its ratio to the reference *of the same process*, which cancels most of the drift.
+Both runs use this tree's benchmark script (one instrument) with each tree's package on
+PYTHONPATH. Each run times the reference loop, our LSTM and our GRU back to back, and each
+cell is judged by its ratio to the reference *of the same run*, which cancels most drift.
 
 A cell fails when this tree's median ratio falls below the other tree's by more than the
 spread (max - min) of either tree's own runs: a drop beyond the noise the run itself shows.
@@ -30,8 +31,9 @@ CELLS = ("lstm", "gru")
 
 
 def throughput(tree: Path, args: argparse.Namespace) -> dict:
-    """One run of the tree's own throughput benchmark, in a process of its own."""
-    cmd = [sys.executable, str(tree / "benchmarks" / "train_throughput.py")]
+    """One run of this tree's throughput benchmark (the same instrument for both) on the
+    ``tree``'s package, in processes of its own."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py")]
     cmd += ["--data", str(Path(args.data).resolve()), "--budget-minutes", "0"]
     cmd += ["--steps", str(args.steps), "--rounds", str(args.rounds)]
     if args.threads:
