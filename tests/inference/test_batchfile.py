@@ -168,3 +168,35 @@ def test_an_output_file_of_other_prompts_is_refused_and_left_alone(gen, tmp_path
     with pytest.raises(ValueError, match=re.escape(f"{out}:1: its row for line 2 does not match")):
         run_prompts(gen, src, out, BASE, progress=False)
     assert out.read_bytes() == before  # not even the torn tail is cut
+
+
+@pytest.mark.slow
+def test_kill_9_mid_file_loses_no_row_and_a_rerun_finishes_it(ckpt, tmp_path, textgen_cli):
+    """A real SIGKILL of `textgen generate --prompts` once rows are on disk: every row
+    written is whole JSON, and the rerun adds exactly the missing prompts, once each."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f'{{"prompt": "中国", "seed": {i}}}\n' for i in range(400)), "utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["generate", "--checkpoint", str(ckpt), "--prompts", str(prompts)]
+    args += ["--output", str(out), "--max-new-tokens", "200", "--max-batch", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "textgen", *args], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raw = out.read_bytes()
+    whole = raw[: raw.rfind(b"\n") + 1].decode("utf-8").splitlines()
+    first = [json.loads(line)["line"] for line in whole]  # every complete row parses
+    assert 0 < len(first) < 400 and len(set(first)) == len(first)
+    done = textgen_cli(*args, "--max-new-tokens", "5")  # the rest, shorter: the test stays fast
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert sorted(r["line"] for r in rows) == list(range(1, 401))
+    assert [r["line"] for r in rows[: len(first)]] == first  # kept as written
