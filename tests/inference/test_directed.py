@@ -188,6 +188,8 @@ def test_echo_scores_the_prompt_as_eval_does(gen):
     bits = -sum(t.logprob for t in lps[1:]) / math.log(2)
     assert bits / (len(ids) - 1) == pytest.approx(ev["bpc"], rel=1e-5)
     assert all(len(t.top) == 2 for t in lps[1:]) and lps[3].offset == 3
+    one = gen.generate("中", GenerationConfig(echo=True, max_new_tokens=0)).prompt_logprobs
+    assert one is not None and [(t.token, t.logprob) for t in one] == [("中", None)]
 
 
 def test_processors_mask_bias_and_leave_other_rows_alone():

@@ -254,14 +254,16 @@ def score_prompt(model: Any, tokenizer: Any, req: Request) -> list[TokenLogprob]
 
     from textgen.inference.sampling import token_logprobs
 
+    pieces = tokenizer.split(req.prompt)  # the prompt's own text, <unk>s included
+    out = [TokenLogprob(pieces[0], None, 0, None)]
+    if len(req.ids) == 1:  # nothing before the first token: nothing to score
+        return out
     ids = torch.from_numpy(req.ids)[None]  # (1, T)
     features, _ = model(ids)
     logp = model.log_probs(features[:, :-1])[0]  # (T-1, V): predicts ids[1:]
     wanted = dataclasses.replace(req.config, logprobs=True)
     targets = req.ids[1:].tolist()
     scored = token_logprobs(logp, targets, [wanted] * len(targets), tokenizer.vocab.tokens)
-    pieces = tokenizer.split(req.prompt)  # the prompt's own text, <unk>s included
-    out = [TokenLogprob(pieces[0], None, 0, None)]
     offset = len(pieces[0])
     for piece, lp in zip(pieces[1:], scored, strict=True):
         assert lp is not None  # every row asked
