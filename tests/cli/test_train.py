@@ -38,3 +38,22 @@ def test_a_long_budget_over_a_small_corpus_gets_the_bundled_models_levers(
     assert config["model"]["dropout_mask"] == "locked" and config["train"]["ema"] == 0.999
     assert config["train"]["weight_decay"] == 0.1
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+def test_a_relu_rnn_trains_saves_and_generates(tmp_path, prepared, textgen_cli):
+    """--cell rnn --activation relu: trained, saved, reloaded as a ReLU RNN, generates."""
+    from textgen.model.checkpoint import load_model
+
+    out = tmp_path / "relu"
+    flags = ["--cell", "rnn", "--activation", "relu", "--hidden-size", "16", "--embed-dim", "8"]
+    flags += ["--max-steps", "3", "--threads", "1", "--no-progress", "--clip", "1.0"]
+    r = textgen_cli("train", "--data", str(prepared), "--out", str(out), *flags, timeout=600)
+    assert r.returncode == 0, r.stderr
+    model, _, ckpt = load_model(out)
+    assert ckpt["model_config"]["activation"] == "relu" and model.rnn.nonlinearity == "relu"
+    g = textgen_cli("generate", "--checkpoint", str(out), "--prompt", "中国", "--seed", "1")
+    assert g.returncode == 0 and g.stdout.strip(), g.stderr
+    bad = textgen_cli(
+        "train", "--data", str(prepared), "--out", str(tmp_path / "x"), "--activation", "relu"
+    )
+    assert bad.returncode != 0 and "activation 'relu' is for the plain RNN" in bad.stderr

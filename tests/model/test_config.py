@@ -23,6 +23,8 @@ def test_bidirectional_refused(sizes) -> None:
         ({"embed_dim": -3}, "embed_dim must be > 0, got -3"),
         ({"num_layers": 1.5}, "num_layers must be > 0, got 1.5"),
         ({"cell": "foo"}, "cell must be one of lstm, gru, rnn, got 'foo'"),
+        ({"cell": "rnn", "activation": "gelu"}, "activation must be one of tanh, relu, got 'gelu'"),
+        ({"activation": "relu"}, "activation 'relu' is for the plain RNN .*got cell 'lstm'"),
         ({"softmax": "sampled"}, "softmax must be one of full, adaptive, got 'sampled'"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
         ({"dropout": -0.1}, r"dropout must be in \[0, 1\), got -0.1"),

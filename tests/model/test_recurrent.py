@@ -35,6 +35,27 @@ def test_layer_by_layer_equals_the_stacked_rnn(cell: str, layer_by_layer) -> Non
     assert torch.allclose(ga, gb, atol=1e-6)
 
 
+def test_relu_rnn_layer_by_layer_keeps_its_relu(layer_by_layer) -> None:
+    # the layer-by-layer path (dropout between layers, DropConnect) must run ReLU, not tanh
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=50,
+        cell="rnn",
+        activation="relu",
+        embed_dim=8,
+        hidden_size=16,
+        num_layers=2,
+        dropout=0.0,
+    )
+    model = CharLM(config)
+    assert model.rnn.nonlinearity == "relu"
+    x, state = model.embed(torch.randint(0, 50, (4, 7))), torch.randn(2, 4, 16)
+    out_a, st_a = model.rnn(x, state)
+    out_b, st_b = layer_by_layer(model, x, state)
+    assert torch.equal(out_a, out_b) and torch.equal(st_a, st_b)
+    assert bool((out_a >= 0).all()) and float(out_a.detach().max()) > 1.0  # ReLU: not tanh
+
+
 def test_dropout_acts_between_layers_in_training_only(layer_by_layer) -> None:
     torch.manual_seed(0)
     model = CharLM(

@@ -46,10 +46,12 @@ CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 # ---------------------------------------------------------------------- models to measure
 def model_label(config: ModelConfig, step: int | None = None) -> str:
-    """'LSTM fb=1.0 (trained 1200 steps)', 'RNN (fresh)': how curves are named by default."""
+    """'LSTM fb=1.0 (trained 1200 steps)', 'RNN relu (fresh)': how curves are named by default."""
     name = CELL_NAMES[config.cell]
     if config.cell == "lstm":
         name += f" fb={float(config.forget_bias)}"
+    if config.activation != "tanh":
+        name += f" {config.activation}"
     return f"{name} (fresh)" if step is None else f"{name} (trained {step} steps)"
 
 

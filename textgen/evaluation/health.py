@@ -26,6 +26,8 @@ def _config_label(run: Path) -> tuple[str, dict[str, Any]]:
     label = CELL_NAMES.get(model.get("cell"), "?")
     if model.get("cell") == "lstm":
         label += f" fb={float(model.get('forget_bias', 1.0))}"
+    if model.get("activation", "tanh") != "tanh":
+        label += f" {model['activation']}"
     clip = train.get("clip", 0)
     label += f" lr={train.get('lr')} " + (f"clip={clip}" if clip else "no clip")
     return label, {"cell": model.get("cell"), "lr": train.get("lr"), "clip": clip}

@@ -39,12 +39,14 @@ class CharLM(nn.Module):
         self.config = c
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[c.cell]
+        extra = {"nonlinearity": c.activation} if c.cell == "rnn" else {}
         self.rnn = rnn_cls(
             c.embed_dim,
             c.hidden_size,
             num_layers=c.num_layers,
             dropout=c.dropout if c.num_layers > 1 else 0.0,  # CPU training uses ours instead
             batch_first=True,
+            **extra,
         )
         locked = c.dropout_mask == "locked"
         self.drop = Dropout(c.dropout, locked=locked)  # outputs (and between layers)

@@ -11,6 +11,7 @@ from typing import Any
 from textgen.fields import opt
 
 CELLS = ("lstm", "gru", "rnn")
+ACTIVATIONS = ("tanh", "relu")  # the plain RNN's nonlinearity
 SOFTMAXES = ("full", "adaptive")
 DROPOUT_MASKS = ("element", "locked")
 DEFAULT_CUTOFFS = (500, 2000)
@@ -38,7 +39,12 @@ class ModelConfig:
     """
 
     vocab_size: int
-    cell: str = opt("lstm", "lstm | gru | rnn (plain tanh RNN, the baseline)")
+    cell: str = opt("lstm", "lstm | gru | rnn (plain RNN, the baseline)")
+    activation: str = opt(
+        "tanh",
+        "the plain RNN's nonlinearity: tanh | relu (relu does not saturate, so its gradient "
+        "does not vanish, but it can explode: clipping tames it; docs/gradients.md)",
+    )
     embed_dim: int = opt(256, "embedding size")
     hidden_size: int = opt(512, "recurrent hidden size")
     num_layers: int = opt(2, "recurrent layers")
@@ -68,6 +74,12 @@ class ModelConfig:
         for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
             _check_positive_int(name, getattr(self, name))
         _check_choice("cell", self.cell, CELLS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        if self.activation != "tanh" and self.cell != "rnn":
+            raise ValueError(
+                f"activation {self.activation!r} is for the plain RNN (--cell rnn); an "
+                f"{self.cell.upper()} has its gates' own nonlinearities, got cell {self.cell!r}"
+            )
         _check_choice("softmax", self.softmax, SOFTMAXES)
         _check_choice("dropout_mask", self.dropout_mask, DROPOUT_MASKS)
         for name in ("dropout", "embed_dropout", "weight_drop"):

@@ -34,8 +34,8 @@ TABLE: dict[tuple[str, str, str], tuple[str, str]] = {
     ("lstm", "cpu-train", "fp32"): ("torch", "in fp32 the C++ loops were slower than nn.LSTM"),
     ("gru", "cpu-train", "bf16"): ("gru_loops", "nn.GRU has no fused CPU kernel"),
     ("gru", "cpu-train", "fp32"): ("gru_loops", "nn.GRU has no fused CPU kernel"),
-    ("rnn", "cpu-train", "bf16"): ("torch", "a plain tanh RNN: no loops of ours"),
-    ("rnn", "cpu-train", "fp32"): ("torch", "a plain tanh RNN: no loops of ours"),
+    ("rnn", "cpu-train", "bf16"): ("torch", "a plain RNN (tanh or ReLU): no loops of ours"),
+    ("rnn", "cpu-train", "fp32"): ("torch", "a plain RNN (tanh or ReLU): no loops of ours"),
 }
 OTHER = ("torch", "inference, no gradients, fp16 or CUDA: the fused library kernels")
 
@@ -115,7 +115,12 @@ def run(
             out, h_l = gru_layer(x.transpose(0, 1), state[layer], weights, r.dtype)
             x, h_l = out.transpose(0, 1), h_l[None]
         else:
-            step = torch._VF.gru if cell == "gru" else torch._VF.rnn_tanh
+            relu = getattr(rnn, "nonlinearity", "tanh") == "relu"  # nn.RNN's own setting
+            step = (
+                torch._VF.gru
+                if cell == "gru"
+                else (torch._VF.rnn_relu if relu else torch._VF.rnn_tanh)
+            )
             x, h_l = step(x, state[layer : layer + 1], *args)
         hs.append(h_l)
     h_n = torch.cat(hs)
