@@ -111,3 +111,21 @@ def test_bad_directions_get_422_naming_field_and_value(client, path, body, field
     assert (
         client.post("/v1/generate", json={"prompt": "中国", "max_new_tokens": 2}).status_code == 200
     )
+
+
+def test_fill_over_http_and_its_422s(client):
+    r = client.post("/v1/fill", json={"text": "中国＿＿发展", "top": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [b["position"] for b in body["blanks"]] == [2, 3] and len(body["text"]) == 6
+    assert all(len(b["candidates"]) == 3 for b in body["blanks"])
+    for bad, param, says in [
+        ({"text": "没有空白"}, "text", "no blank"),
+        ({"text": "＿＿"}, "text", "only blanks"),
+        ({"text": "中＿", "top": 0}, "top", "0"),
+        ({"text": "中＿", "beam": 2}, "beam", "2"),
+        ({"text": "中\x00＿"}, "text", "NUL"),
+    ]:
+        r = client.post("/v1/fill", json=bad)
+        assert r.status_code == 422 and r.json()["error"]["param"] == param, r.text
+        assert says in r.json()["error"]["message"]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from textgen import __version__
 from textgen.cli import diagnose as cli_diagnose
 from textgen.cli import evaluate as cli_evaluate
+from textgen.cli import fill as cli_fill
 from textgen.cli import prepare as cli_prepare
 from textgen.cli import serve as cli_serve
 from textgen.cli import train as cli_train
@@ -29,6 +30,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     cli_evaluate.add_baseline,
     cli_evaluate.add_export,
     cli_serve.add_generate,
+    cli_fill.add_fill,
     cli_serve.add_serve,
     cli_diagnose.add_diagnose,
 ]

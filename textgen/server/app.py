@@ -38,6 +38,7 @@ from textgen.server.batcher import (
     QueueTimeout,
     ShuttingDown,
 )
+from textgen.server.fill import add_fill_route
 from textgen.server.guard import BodyGuardMiddleware, error
 from textgen.server.logs import REQUEST_ID
 from textgen.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
@@ -67,7 +68,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "the server is draining, or the request waited queue_timeout for a slot",
     },
 }
-UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "a missing or unknown API key"}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "a missing or unknown API key"}
+}
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -178,6 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     _add_generation_routes(app, settings, UNAUTHORIZED if keys else {})
     _add_info_routes(app, settings, UNAUTHORIZED if keys else {})
+    fill_errors: dict[int | str, dict[str, Any]] = {422: ERRORS[422]}
+    add_fill_route(app, {**fill_errors, **(UNAUTHORIZED if keys else {})})
     # the last added runs first: metrics, request id, CORS, API keys, body guard, the routes
     app.add_middleware(BodyGuardMiddleware, limit=settings.max_body_bytes)
     if keys:
