@@ -14,11 +14,13 @@ from textgen.model.config import ModelConfig
 def test_each_blank_gets_ranked_candidates_and_the_text_is_filled(gen):
     r = fill(gen.model, gen.vocab, gen.normalize, "中国＿＿发展", top=4)
     assert len(r.blanks) == 2 and [b.position for b in r.blanks] == [2, 3]
-    assert r.text == "中国" + r.blanks[0].candidates[0].char + r.blanks[1].candidates[0].char + "发展"
+    assert (
+        r.text == "中国" + r.blanks[0].candidates[0].char + r.blanks[1].candidates[0].char + "发展"
+    )
     for blank in r.blanks:
         probs = [c.prob for c in blank.candidates]
         assert len(probs) == 4 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
-        assert all("<unk>" != c.char and 0 < c.left_prob <= 1 for c in blank.candidates)
+        assert all(c.char != "<unk>" and 0 < c.left_prob <= 1 for c in blank.candidates)
     left = fill(gen.model, gen.vocab, gen.normalize, "中国＿＿发展", top=4, left_only=True)
     # left alone, the probabilities are the left model's, renormalised over the candidates
     c = left.blanks[0].candidates
