@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from textgen.inference.fill import MAX_FILL_CHARS, FillError, fill
+from textgen.inference.fill import MAX_BLANKS, MAX_FILL_CHARS, FillError, fill
 from textgen.model.config import ModelConfig
 
 
@@ -33,6 +33,7 @@ def test_each_blank_gets_ranked_candidates_and_the_text_is_filled(gen):
         ("没有空白", "has no blank"),
         ("＿＿ _", "only blanks"),
         ("中" * MAX_FILL_CHARS + "＿", f"at most {MAX_FILL_CHARS} characters"),
+        ("中＿" * (MAX_BLANKS + 1), f"at most {MAX_BLANKS} blanks, got {MAX_BLANKS + 1}"),
     ],
 )
 def test_bad_texts_are_refused_naming_the_problem(gen, text, says):

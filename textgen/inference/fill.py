@@ -29,6 +29,7 @@ from textgen.model.charlm import CharLM
 
 BLANKS = ("＿", "_")
 MAX_FILL_CHARS = 2000
+MAX_BLANKS = 64  # each blank is a pass over its left context: bounded work per request
 
 
 class FillError(ValueError):
@@ -66,6 +67,8 @@ def check_text(text: str, pieces: list[str]) -> None:
         raise FillError(f"text must be at most {MAX_FILL_CHARS} characters, got {len(text)}")
     if len(pieces) == 1:
         raise FillError(f"text has no blank (＿ or _) to fill, got {text[:40]!r}")
+    if len(pieces) - 1 > MAX_BLANKS:
+        raise FillError(f"text must have at most {MAX_BLANKS} blanks, got {len(pieces) - 1}")
     if not "".join(pieces):
         raise FillError(f"text is only blanks: give some context around them, got {text[:40]!r}")
 
