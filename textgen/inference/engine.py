@@ -76,9 +76,11 @@ class Engine:
         on_step: Callable[[int, int], None] | None = None,
         script: str | None = None,
         decoder: Decoder | None = None,
+        constraints: Constraints | None = None,
     ) -> None:
         """``decoder``: how decode steps run (textgen.inference.decoder); default: the
-        float32 model itself."""
+        float32 model itself. ``constraints``: compiled patterns shared with other engines of
+        the same model (a TextGenerator's), so its cache and regex worker outlive this one."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_queue < 1:
@@ -95,7 +97,7 @@ class Engine:
         self._state: State | None = None  # rows aligned with self._active
         self._in_flight = 0
         self._ids = itertools.count(1)
-        self.constraints = Constraints(vocab, self.to_model_text)
+        self.constraints = constraints or Constraints(vocab, self.to_model_text)
 
     def to_model_text(self, text: str) -> str:
         """Text as the model reads it: in its script, normalised (prompts, choices, heads)."""

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from textgen.data.normalize import get_normalizer
-from textgen.data.script import model_script
+from textgen.data.script import model_script, to_model_script
 from textgen.data.tokenizer import Vocab
+from textgen.inference.constraints import Constraints
 from textgen.inference.decoder import Decoder, ModelDecoder, make_decoder
 from textgen.inference.engine import Engine
 from textgen.inference.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
@@ -37,6 +38,12 @@ class TextGenerator:
         self.script = model_script(ckpt, vocab)  # "simplified", "traditional" or "unknown"
         self.info = {**_describe(ckpt, model, vocab), "script": self.script}
         self.decoder: Decoder = ModelDecoder(self.model)  # from_checkpoint picks the fastest
+        # one cache of compiled patterns (and one regex worker) for every engine of this model
+        self.constraints = Constraints(vocab, self.to_model_text)
+
+    def to_model_text(self, text: str) -> str:
+        """Text as the model reads it: in its script, normalised."""
+        return self.normalize(to_model_script(text, self.script, self.vocab))
 
     @classmethod
     def from_checkpoint(
@@ -71,6 +78,7 @@ class TextGenerator:
             on_step,
             script=self.script,
             decoder=self.decoder,
+            constraints=self.constraints,
         )
 
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[Event]:
