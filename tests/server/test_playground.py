@@ -121,13 +121,17 @@ class Browser:
             self.proc.kill()
 
 
-@pytest.fixture(scope="module")
-def served(ckpt, tmp_path_factory, start_server):
-    tmp = tmp_path_factory.mktemp("playground")
-    proc, url = start_server(ckpt, tmp / "serve.log")
+def _serving(checkpoint, folder, start_server):
+    """`textgen serve` on ``checkpoint`` while the fixture lasts: yields its URL."""
+    proc, url = start_server(checkpoint, folder / "serve.log")
     yield url
     proc.send_signal(signal.SIGINT)
     proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def served(ckpt, tmp_path_factory, start_server):
+    yield from _serving(ckpt, tmp_path_factory.mktemp("playground"), start_server)
 
 
 @pytest.fixture
@@ -186,11 +190,7 @@ def test_playground_shows_validation_errors(served, browser):
 @pytest.fixture(scope="module")
 def served_bundled(bundled, tmp_path_factory, start_server):
     """The bundled model: its vocabulary has the heads 春夏秋冬 and makes a readable poem."""
-    tmp = tmp_path_factory.mktemp("playground_bundled")
-    proc, url = start_server(bundled, tmp / "serve.log")
-    yield url
-    proc.send_signal(signal.SIGINT)
-    proc.wait(20)
+    yield from _serving(bundled, tmp_path_factory.mktemp("playground_bundled"), start_server)
 
 
 def _is_han(c: str) -> bool:

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from textgen.durable import fsync_dir
 from textgen.inference.engine import Engine
 from textgen.inference.events import Done, Event, Expired, Failed
 from textgen.inference.generator import TextGenerator
@@ -290,11 +291,7 @@ def _appending(out: Path) -> Iterator[IO[str]]:
     new = not out.exists()
     with open(out, "a", encoding="utf-8") as f:
         if new and os.name == "posix":  # without it a crash may lose the file, fsynced or not
-            fd = os.open(out.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(out.parent)
         yield f
 
 

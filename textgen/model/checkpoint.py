@@ -20,6 +20,7 @@ import torch
 
 import textgen
 from textgen.data.tokenizer import Vocab
+from textgen.durable import fsync_dir
 from textgen.model.charlm import CharLM
 from textgen.model.config import ModelConfig
 
@@ -67,11 +68,7 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
                 "the previous checkpoint there is intact",
             ) from exc
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return path
 
 
