@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from textgen.inference.engine import Engine, QueueFull
+from textgen.inference.events import Done
 from textgen.inference.generator import TextGenerator
-from textgen.inference.sampling import Done, GenerationConfig
+from textgen.inference.sampling import GenerationConfig
 
 
 def _collect(engine: Engine, prompt: str, cfg: GenerationConfig, out: dict):

@@ -7,8 +7,9 @@ import pytest
 
 from textgen.data.script import detect_text_script, to_script
 from textgen.inference.engine import PromptError
+from textgen.inference.events import Chunk, Done
 from textgen.inference.generator import TextGenerator
-from textgen.inference.sampling import Chunk, Done, GenerationConfig
+from textgen.inference.sampling import GenerationConfig
 from textgen.train.trainer import Trainer
 
 

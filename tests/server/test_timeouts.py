@@ -8,8 +8,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from textgen.inference.events import Chunk, Done, Expired
 from textgen.inference.generator import TextGenerator
-from textgen.inference.sampling import Chunk, Done, Expired, GenerationConfig
+from textgen.inference.sampling import GenerationConfig
 from textgen.server.app import create_app
 from textgen.server.settings import Settings
 

@@ -2,6 +2,7 @@
 
 Each field is declared once (default, bounds, help) in :data:`textgen.inference.limits.PARAMS`;
 here are the checks that span fields (best_of and n, one constraint at a time, the logit bias).
+Every refusal is a :class:`~textgen.inference.limits.ParamError` naming its field.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from textgen.inference.limits import (
     MAX_STOP_CHARS,
     MAX_STOP_STRINGS,
     PARAMS,
+    ParamError,
 )
 
 _D = {name: p.default for name, p in PARAMS.items()}  # the declared defaults
@@ -70,9 +72,11 @@ class GenerationConfig:
             if not (value is None and PARAMS[name].default is None):
                 bound.check(name, value)
         if self.script not in SCRIPTS:
-            raise ValueError(f"script must be one of {', '.join(SCRIPTS)}, got {self.script!r}")
+            raise ParamError(
+                "script", f"script must be one of {', '.join(SCRIPTS)}, got {self.script!r}"
+            )
         if self.best_of is not None and self.best_of < self.n:
-            raise ValueError(f"best_of must be >= n ({self.n}), got {self.best_of}")
+            raise ParamError("best_of", f"best_of must be >= n ({self.n}), got {self.best_of}")
         self._check_stop()
         self._check_directions()
 
@@ -91,40 +95,49 @@ class GenerationConfig:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         object.__setattr__(self, "stop", stop)  # frozen: normalise str -> tuple once
         if len(stop) > MAX_STOP_STRINGS:
-            raise ValueError(f"stop must hold at most {MAX_STOP_STRINGS} strings, got {len(stop)}")
+            raise ParamError(
+                "stop", f"stop must hold at most {MAX_STOP_STRINGS} strings, got {len(stop)}"
+            )
         for s in stop:
             if not isinstance(s, str) or not s:
-                raise ValueError(f"stop strings must be non-empty strings, got {s!r}")
+                raise ParamError("stop", f"stop strings must be non-empty strings, got {s!r}")
             if len(s) > MAX_STOP_CHARS:
-                raise ValueError(f"stop strings must be at most {MAX_STOP_CHARS} chars, got {s!r}")
+                raise ParamError(
+                    "stop", f"stop strings must be at most {MAX_STOP_CHARS} chars, got {s!r}"
+                )
 
     def _check_directions(self) -> None:
         """The cheap checks of regex, choice, form, acrostic and logit_bias (compiling them
         against a vocabulary is the engine's: textgen.inference.constraints)."""
         asked = [k for k in ("regex", "choice", "form") if getattr(self, k) is not None]
         if len(asked) > 1:
-            raise ValueError(
-                f"{asked[-1]} cannot go with {asked[0]}: give at most one of regex, choice, form"
+            raise ParamError(
+                asked[-1],
+                f"{asked[-1]} cannot go with {asked[0]}: give at most one of regex, choice, form",
             )
         if self.acrostic is not None and (self.regex is not None or self.choice is not None):
-            raise ValueError("acrostic goes with a form, not with regex or choice")
+            raise ParamError("acrostic", "acrostic goes with a form, not with regex or choice")
         if self.regex is not None and not 0 < len(self.regex) <= MAX_PATTERN_CHARS:
-            raise ValueError(
-                f"regex must be 1 to {MAX_PATTERN_CHARS} characters, got {len(self.regex)}"
+            raise ParamError(
+                "regex", f"regex must be 1 to {MAX_PATTERN_CHARS} characters, got {len(self.regex)}"
             )
         if self.choice is not None:
             choice = tuple(self.choice)
             object.__setattr__(self, "choice", choice)
             if not 0 < len(choice) <= MAX_CHOICES:
-                raise ValueError(f"choice must list 1 to {MAX_CHOICES} strings, got {len(choice)}")
+                raise ParamError(
+                    "choice", f"choice must list 1 to {MAX_CHOICES} strings, got {len(choice)}"
+                )
             for c in choice:
                 if not isinstance(c, str) or not 0 < len(c) <= MAX_CHOICE_CHARS:
-                    raise ValueError(
-                        f"choice strings must be 1 to {MAX_CHOICE_CHARS} characters, got {c!r}"
+                    raise ParamError(
+                        "choice",
+                        f"choice strings must be 1 to {MAX_CHOICE_CHARS} characters, got {c!r}",
                     )
         if self.acrostic is not None and not 0 < len(self.acrostic) <= MAX_ACROSTIC:
-            raise ValueError(
-                f"acrostic must be 1 to {MAX_ACROSTIC} characters, got {self.acrostic!r}"
+            raise ParamError(
+                "acrostic",
+                f"acrostic must be 1 to {MAX_ACROSTIC} characters, got {self.acrostic!r}",
             )
         self._check_bias()
 
@@ -133,15 +146,17 @@ class GenerationConfig:
         if bias is None:
             return
         if len(bias) > MAX_LOGIT_BIAS_KEYS:
-            raise ValueError(
-                f"logit_bias must hold at most {MAX_LOGIT_BIAS_KEYS} entries, got {len(bias)}"
+            raise ParamError(
+                "logit_bias",
+                f"logit_bias must hold at most {MAX_LOGIT_BIAS_KEYS} entries, got {len(bias)}",
             )
         for key, value in bias.items():
             ok = not isinstance(value, bool) and isinstance(value, (int, float))
             if not ok or not math.isfinite(value) or abs(value) > MAX_LOGIT_BIAS:
-                raise ValueError(
+                raise ParamError(
+                    "logit_bias",
                     f"logit_bias[{key!r}] must be a number in [-{MAX_LOGIT_BIAS:g}, "
-                    f"{MAX_LOGIT_BIAS:g}], got {value!r}"
+                    f"{MAX_LOGIT_BIAS:g}], got {value!r}",
                 )
 
     @property

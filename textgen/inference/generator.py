@@ -19,10 +19,11 @@ import torch
 from textgen.data.normalize import get_normalizer
 from textgen.data.script import model_script, to_model_script
 from textgen.data.tokenizer import Vocab
+from textgen.inference.config import GenerationConfig
 from textgen.inference.constraints import Constraints
 from textgen.inference.decoder import Decoder, ModelDecoder, make_decoder
 from textgen.inference.engine import Engine
-from textgen.inference.sampling import Done, Event, Failed, GenerationConfig, GenerationResult
+from textgen.inference.events import Done, Event, Failed, GenerationResult
 from textgen.model import checkpoint
 from textgen.model.charlm import CharLM
 from textgen.model.checkpoint import default_checkpoint, load_model

@@ -44,6 +44,15 @@ MAX_ACROSTIC = 16  # heads: the longest free form has this many lines
 DECODE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
+class ParamError(ValueError):
+    """A sampling parameter's value is refused; ``field`` names the parameter, so that a
+    request layer can name it without reading the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Bound:
     """A closed (or, with ``low_open``, left-open) interval; ``high`` None: no upper bound."""
@@ -71,10 +80,10 @@ class Bound:
         return above and (self.high is None or value <= self.high)
 
     def check(self, name: str, value: object) -> None:
-        """Raise ValueError naming ``name``, the bound and ``value`` when it is outside."""
+        """Raise ParamError naming ``name``, the bound and ``value`` when it is outside."""
         if not self.contains(value):
             kind = "an integer" if self.integer else "a number"
-            raise ValueError(f"{name} must be {kind} {self._phrase()}, got {value!r}")
+            raise ParamError(name, f"{name} must be {kind} {self._phrase()}, got {value!r}")
 
     def _phrase(self) -> str:
         return self.describe() if self.high is None else f"in {self.describe()}"

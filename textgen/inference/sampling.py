@@ -19,17 +19,7 @@ import torch
 from torch import Tensor
 
 from textgen.inference.config import GenerationConfig
-from textgen.inference.events import (  # noqa: F401  (re-exported: the engine's vocabulary)
-    Chunk,
-    Done,
-    Event,
-    Expired,
-    Failed,
-    FinishReason,
-    GenerationResult,
-    SampleResult,
-    TokenLogprob,
-)
+from textgen.inference.events import TokenLogprob
 
 
 @dataclass

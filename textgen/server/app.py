@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from textgen import __version__
 from textgen.inference.engine import PromptError, QueueFull
 from textgen.inference.generator import TextGenerator
+from textgen.inference.limits import ParamError
 from textgen.inference.patterns import FieldError
 from textgen.inference.sampling import GenerationConfig
 from textgen.server import requests
@@ -210,11 +211,10 @@ def _config(body: JsonRequest) -> GenerationConfig:
     """The request's config; what only the config can check is a 422 naming its field."""
     try:
         return to_config(body)
-    except ValueError as e:
-        word = str(e).split(" ", 1)[0].split("[", 1)[0]  # "best_of must be ..."
+    except ParamError as e:
         names = {core: name for name, core in body.CORE_NAMES.items()}  # max_new_tokens -> ...
-        word = names.get(word, word)
-        raise FieldError(word if word in type(body).model_fields else "body", str(e)) from None
+        name = names.get(e.field, e.field)
+        raise FieldError(name if name in type(body).model_fields else "body", str(e)) from None
 
 
 async def _submit(request: Request, body: JsonRequest, prompt: str) -> Handle:

@@ -19,16 +19,10 @@ from typing import Any
 
 from starlette.types import Receive
 
+from textgen.inference.config import GenerationConfig
 from textgen.inference.engine import Engine
+from textgen.inference.events import Done, Event, Expired, Failed, GenerationResult
 from textgen.inference.request import Request
-from textgen.inference.sampling import (
-    Done,
-    Event,
-    Expired,
-    Failed,
-    GenerationConfig,
-    GenerationResult,
-)
 
 log = logging.getLogger(__name__)
 

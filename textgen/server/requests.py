@@ -25,6 +25,7 @@ from textgen.inference.limits import (
     MAX_STOP_CHARS,
     MAX_STOP_STRINGS,
     PARAMS,
+    ParamError,
 )
 from textgen.inference.sampling import GenerationConfig
 from textgen.server.settings import Settings
@@ -153,7 +154,6 @@ TYPES: dict[str, Any] = {
 # /v1/completions: OpenAI's own ``logprobs`` (an int: alternatives per token) stands for
 # textgen's top_logprobs and logprobs together, so those two are not fields of their own.
 OPENAI_SKIP = ("logprobs", "top_logprobs")
-SERVER_LIMITS = ("max_new_tokens", "n", "best_of")  # lowered by a server's settings
 
 
 def param_fields(openai: bool, limits: dict[str, int] | None = None) -> dict[str, Any]:
@@ -241,14 +241,18 @@ CompletionRequest = create_model(
 
 
 def to_config(body: JsonRequest) -> GenerationConfig:
-    """The one place where a request becomes a ``GenerationConfig``: ValueError (a 422) for
+    """The one place where a request becomes a ``GenerationConfig``: ParamError (a 422) for
     what the fields' own bounds cannot say (best_of below n, a regex with a form, ...), and
     for what a stream cannot carry."""
     config = GenerationConfig.from_fields(body.core_values())
     if body.stream and config.best_of is not None and config.best_of > config.n:
-        raise ValueError("best_of > n cannot stream: the best samples are known at the end")
+        raise ParamError(
+            "best_of", "best_of > n cannot stream: the best samples are known at the end"
+        )
     if body.stream and config.echo:
-        raise ValueError("echo cannot stream: ask for the prompt's log-probs without stream")
+        raise ParamError(
+            "echo", "echo cannot stream: ask for the prompt's log-probs without stream"
+        )
     return config
 
 
